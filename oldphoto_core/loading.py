@@ -233,8 +233,8 @@ def load_model(path: str | os.PathLike[str], *, expect: str | None = None,
     """Load any published (or converted) checkpoint, recognising the network from its keys.
 
     Example:
-        >>> desc = load_model("checkpoints/mapping_scratch/latest_net_mapping_net.pth")  # doctest: +SKIP
-        >>> desc.arch.id
+        >>> path = "mapping_scratch/latest_net_mapping_net.pth"
+        >>> load_model(path).arch.id  # doctest: +SKIP
         'mapping_scratch'
     """
     raw, meta = read_state_dict(path)
@@ -247,10 +247,14 @@ def load_model(path: str | os.PathLike[str], *, expect: str | None = None,
 
 def save_safetensors(sd: Mapping[str, torch.Tensor], path: str | os.PathLike[str], *,
                      arch_id: str, source: str | None = None) -> None:
-    """Write a canonical state dict as safetensors, naming the network in the metadata."""
+    """Write a canonical state dict as safetensors, naming the network in the metadata.
+
+    ``source`` (e.g. ``"VAE_A_quality/latest_net_G.pth"``) is kept in the metadata because the
+    three published VAEs have identical keys: only where a file came from tells their roles.
+    """
     from safetensors.torch import save_file
     meta = {METADATA_ARCH_KEY: arch_id, "format": "pt"}
     if source:
-        meta["oldphoto.source"] = os.path.basename(source)
+        meta["oldphoto.source"] = source
     save_file({k: v.detach().contiguous().cpu() for k, v in sd.items()}, str(path),
               metadata=meta)

@@ -16,8 +16,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .arch import (OldPhotoVAE, PatchAttentionMapping, QualityMapping, ScratchMapping,
-                   ScratchUNet, SPADEFaceGenerator)
+from .arch import (
+    OldPhotoVAE,
+    PatchAttentionMapping,
+    QualityMapping,
+    ScratchMapping,
+    ScratchUNet,
+    SPADEFaceGenerator,
+)
 
 __all__ = ["ArchSpec", "ARCHITECTURES", "KINDS", "detect_architecture", "get_architecture",
            "expected_shapes"]

@@ -26,14 +26,14 @@ def _stem(latent_ch: int, width: int) -> list[nn.Module]:
     """Four conv-IN-ReLU layers widening ``latent_ch`` to ``width`` (indices 0, 3, 6, 9)."""
     chans = [latent_ch, min(2 * latent_ch, width), min(4 * latent_ch, width),
              min(8 * latent_ch, width), min(16 * latent_ch, width)]
-    return [m for a, b in zip(chans, chans[1:]) for m in conv_norm_relu(a, b)]
+    return [m for a, b in zip(chans, chans[1:], strict=False) for m in conv_norm_relu(a, b)]
 
 
 def _tail(latent_ch: int, width: int) -> list[nn.Module]:
     """Three conv-IN-ReLU layers narrowing back, then a plain conv to ``latent_ch``."""
     chans = [min(16 * latent_ch, width), min(8 * latent_ch, width), min(4 * latent_ch, width),
              min(2 * latent_ch, width)]
-    layers = [m for a, b in zip(chans, chans[1:]) for m in conv_norm_relu(a, b)]
+    layers = [m for a, b in zip(chans, chans[1:], strict=False) for m in conv_norm_relu(a, b)]
     return layers + [nn.Conv2d(2 * latent_ch, latent_ch, 3, 1, 1)]
 
 

@@ -86,7 +86,8 @@ class ScratchUNet(nn.Module):
         widths = [base * 2 ** i for i in range(depth + 1)]
         self.down_sample = nn.ModuleList(
             nn.Sequential(*_conv_bn_lrelu(c, c), BlurPool(c)) for c in widths[:-1])
-        self.down_path = nn.ModuleList(_ConvBlock(a, b) for a, b in zip(widths, widths[1:]))
+        self.down_path = nn.ModuleList(
+            _ConvBlock(a, b) for a, b in zip(widths, widths[1:], strict=False))
         self.up_path = nn.ModuleList(
             _UpBlock(widths[i + 1], widths[i]) for i in reversed(range(depth)))
         self.last = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(base, out_channels, 3))
@@ -98,9 +99,9 @@ class ScratchUNet(nn.Module):
                              f"got {h}x{w}; pad or resize first")
         x = self.first(x)
         skips = []
-        for down, block in zip(self.down_sample, self.down_path):
+        for down, block in zip(self.down_sample, self.down_path, strict=True):
             skips.append(x)
             x = block(down(x))
-        for up, skip in zip(self.up_path, reversed(skips)):
+        for up, skip in zip(self.up_path, reversed(skips), strict=True):
             x = up(x, skip)
         return self.last(x)

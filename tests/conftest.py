@@ -1,0 +1,88 @@
+"""Shared fixtures: the parity kit location and its synthetic-weight generator.
+
+The parity kit is read from ``$OLDPHOTO_PARITY_DIR`` (default ``../shared/parity`` beside the
+repository). When the variable is set and the folder is missing, tests fail; when it is unset
+and the default is missing, parity tests are skipped with the reason printed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parity_dir() -> Path | None:
+    env = os.environ.get("OLDPHOTO_PARITY_DIR")
+    if env:
+        p = Path(env)
+        if not p.is_dir():
+            raise RuntimeError(f"OLDPHOTO_PARITY_DIR={env} is not a folder")
+        return p
+    default = REPO.parent / "shared" / "parity"
+    return default if default.is_dir() else None
+
+
+def _require_parity() -> Path:
+    p = parity_dir()
+    if p is None:
+        pytest.skip("parity kit not found: set OLDPHOTO_PARITY_DIR (default ../shared/parity)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def parity() -> Path:
+    """The parity kit folder."""
+    return _require_parity()
+
+
+@pytest.fixture(scope="session")
+def synth(parity: Path):
+    """``synth_from_manifest_file`` of the kit's own ``synth.py`` (imported by path)."""
+    spec = importlib.util.spec_from_file_location("oldphoto_parity_synth", parity / "synth.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def make(manifest: str | Path, seed: int) -> dict[str, torch.Tensor]:
+        path = Path(manifest)
+        return mod.synth_from_manifest_file(path if path.is_absolute() else parity / path, seed)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def manifests(parity: Path) -> dict[str, dict]:
+    """Every manifest of the kit by name."""
+    files = sorted((parity / "manifests").glob("*.json"))
+    return {p.stem: json.loads(p.read_text()) for p in files}
+
+
+def meta_state_dict(keys: dict[str, list[int]]) -> dict[str, torch.Tensor]:
+    """A state dict with the manifest's shapes on the meta device (no memory, for detection)."""
+    return {k: torch.empty(s, device="meta", dtype=torch.int64 if k.endswith(
+        "num_batches_tracked") else torch.float32) for k, s in keys.items()}
+
+
+@pytest.fixture
+def meta_sd():
+    return meta_state_dict
+
+
+def pytest_generate_tests(metafunc):
+    """Parametrise ``network_case`` with every case file of the parity kit (discovered)."""
+    if "network_case" in metafunc.fixturenames:
+        p = parity_dir()
+        cases = sorted((p / "networks").glob("*.json")) if p else []
+        metafunc.parametrize("network_case", cases, ids=[c.stem for c in cases])
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # A run that collected nothing must not look green.
+    if exitstatus == 0 and session.testscollected == 0:
+        session.exitstatus = 5
