@@ -12,8 +12,10 @@ from enum import IntEnum
 
 import cv2
 import numpy as np
+import torch
 
-__all__ = ["Stream", "item_rng", "uniform", "randint", "choice", "bernoulli", "smooth_noise"]
+__all__ = ["Stream", "item_rng", "torch_generator", "uniform", "randint", "choice", "bernoulli",
+           "smooth_noise"]
 
 
 class Stream(IntEnum):
@@ -36,6 +38,12 @@ class Stream(IntEnum):
 def item_rng(seed: int, index: int, stream: Stream) -> np.random.Generator:
     """The generator of one stream of one batch item (``seed`` and ``index`` are >= 0)."""
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, index, int(stream)])))
+
+
+def torch_generator(rng: np.random.Generator) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded from ``rng`` (for large noise fields: torch draws
+    normals faster than numpy)."""
+    return torch.Generator().manual_seed(int(rng.integers(2**63)))
 
 
 def uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:

@@ -66,8 +66,10 @@ class DegradeConfig:
         dust_radius: speck radius (px at ``reference_size``).
         dust_intensity: brightness of a speck (0..1).
         crease_count: folds crossing the whole photo.
-        crease_width: width of the soft band of a fold (px at ``reference_size``).
-        crease_intensity: brightness of the soft band (0..1); the fold's core line is brighter.
+        crease_band_width: width of the soft band of a fold (px at ``reference_size``).
+        crease_band_intensity: brightness of that band (0..1).
+        crease_core_width: width of the fold's jagged core line (px at ``reference_size``).
+        crease_core_intensity: brightness of the core line and its flakes (0..1).
         elastic_alpha: amplitude of the elastic distortion of the textures (px at reference).
         elastic_sigma: smoothness (correlation length) of that distortion (px at reference).
         blend_modes: modes drawn for each texture layer (paper: screen, lighten-only, addition).
@@ -121,15 +123,17 @@ class DegradeConfig:
     dust_density: tuple[float, float] = (0.0, 250.0)
     dust_radius: tuple[float, float] = (0.4, 2.5)
     dust_intensity: tuple[float, float] = (0.4, 1.0)
-    crease_count: tuple[int, int] = (0, 1)
-    crease_width: tuple[float, float] = (4.0, 14.0)
-    crease_intensity: tuple[float, float] = (0.1, 0.35)
-    elastic_alpha: tuple[float, float] = (0.0, 6.0)
+    crease_count: tuple[int, int] = (0, 2)
+    crease_band_width: tuple[float, float] = (3.0, 12.0)
+    crease_band_intensity: tuple[float, float] = (0.02, 0.12)
+    crease_core_width: tuple[float, float] = (0.8, 2.2)
+    crease_core_intensity: tuple[float, float] = (0.6, 1.0)
+    elastic_alpha: tuple[float, float] = (0.0, 4.0)
     elastic_sigma: tuple[float, float] = (12.0, 40.0)
     blend_modes: tuple[str, ...] = BLEND_MODES
     blend_opacity: tuple[float, float] = (0.5, 1.0)
     hole_count: tuple[int, int] = (0, 1)
-    hole_radius: tuple[float, float] = (0.03, 0.12)
+    hole_radius: tuple[float, float] = (0.02, 0.09)
     hole_feather: tuple[float, float] = (1.0, 6.0)
     hole_edge_prob: float = 0.5
     paper_brightness: tuple[float, float] = (0.78, 0.96)
@@ -181,8 +185,6 @@ class DegradeConfig:
         return dataclasses.replace(self, **changes)
 
 
-DEFAULT_CONFIG = DegradeConfig()
-
 # -- validation ----------------------------------------------------------------------------
 
 # (lowest allowed lo, highest allowed hi) of each range field; None = unbounded.
@@ -192,7 +194,9 @@ _FLOAT_RANGES: dict[str, tuple[float | None, float | None]] = {
     "scratch_length": (0.0, None), "scratch_curvature": (0.0, 2 * math.pi),
     "scratch_intensity": (0.0, 1.0), "crack_width": (0.0, None), "crack_length": (0.0, None),
     "crack_intensity": (0.0, 1.0), "dust_density": (0.0, 1e5), "dust_radius": (0.0, None),
-    "dust_intensity": (0.0, 1.0), "crease_width": (0.0, None), "crease_intensity": (0.0, 1.0),
+    "dust_intensity": (0.0, 1.0), "crease_band_width": (0.0, None),
+    "crease_band_intensity": (0.0, 1.0), "crease_core_width": (0.0, None),
+    "crease_core_intensity": (0.0, 1.0),
     "elastic_alpha": (0.0, None), "elastic_sigma": (1.0, None), "blend_opacity": (0.0, 1.0),
     "hole_radius": (0.0, 1.0), "hole_feather": (0.0, None), "paper_brightness": (0.0, 1.0),
     "paper_warmth": (0.0, 1.0), "vignette_strength": (0.0, 1.0), "sepia_strength": (0.0, 1.0),
@@ -263,3 +267,7 @@ def _validate(cfg: DegradeConfig) -> None:
     r = cfg.reference_size
     if not (isinstance(r, int) and not isinstance(r, bool) and r >= 16):
         raise InputError(f"DegradeConfig.reference_size: expected an int >= 16, found {r!r}")
+
+
+#: The paper's defaults (a frozen instance, safe as a default argument).
+DEFAULT_CONFIG = DegradeConfig()
