@@ -135,14 +135,15 @@ def degrade(image: Tensor, *, seed: int, config: DegradeConfig = DEFAULT_CONFIG,
     mask = torch.empty((b, 1, h, w), dtype=image.dtype, device=image.device)
     params = []
     colour_channels = min(c, 3)
-    for i in range(b):
-        item = image[i:i + 1, :colour_channels].float().clamp(0.0, 1.0)
-        damaged, m, p = _degrade_item(item, int(seed), int(index_offset) + i, config)
-        out[i:i + 1, :colour_channels] = damaged.to(image.dtype)
-        mask[i:i + 1] = m.to(image.dtype)
-        params.append(p)
-    if c == 4:  # alpha passes through bit-exact
-        out[:, 3:] = image[:, 3:]
+    with torch.no_grad():  # not differentiable (JPEG, uint8 textures); keeps no graph
+        for i in range(b):
+            item = image[i:i + 1, :colour_channels].float().clamp(0.0, 1.0)
+            damaged, m, p = _degrade_item(item, int(seed), int(index_offset) + i, config)
+            out[i:i + 1, :colour_channels] = damaged.to(image.dtype)
+            mask[i:i + 1] = m.to(image.dtype)
+            params.append(p)
+        if c == 4:  # alpha passes through bit-exact
+            out[:, 3:] = image[:, 3:]
     return DegradeResult(image=out, mask=mask, params=params)
 
 

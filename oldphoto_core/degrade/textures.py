@@ -90,7 +90,8 @@ def draw_scratches(rng: np.random.Generator, height: int, width: int,
     for _ in range(randint(rng, config.scratch_count)):
         vertical = bernoulli(rng, config.scratch_vertical_prob)
         angle = (math.pi / 2 + rng.normal(0.0, 0.08)) if vertical else rng.uniform(0, math.pi)
-        length = uniform(rng, config.scratch_length) * short
+        frac = uniform(rng, config.scratch_length)
+        length = frac * short
         turn = uniform(rng, config.scratch_curvature) * (1 if rng.random() < 0.5 else -1)
         w = uniform(rng, config.scratch_width)
         intensity = uniform(rng, config.scratch_intensity)
@@ -108,7 +109,7 @@ def draw_scratches(rng: np.random.Generator, height: int, width: int,
                 thickness, colour = _stroke(w * scale, intensity * fade)
                 cv2.polylines(canvas, [_fixed(points[piece])], False, colour, thickness,
                               cv2.LINE_AA, _SHIFT)
-        params.append({"vertical": vertical, "angle": float(angle), "length": length / short,
+        params.append({"vertical": vertical, "angle": float(angle), "length": frac,
                        "curvature": turn, "width": w, "intensity": intensity,
                        "pieces": len(pieces), "pieces_drawn": int(keep.sum()),
                        "centre": [float(centre[0] / width), float(centre[1] / height)]})

@@ -159,3 +159,9 @@ def test_params_describe_every_stage(photo):
         assert key in p, key
     assert sorted(s["op"] for s in p["unstructured"]) == sorted(DegradeConfig().unstructured_ops)
     assert set(p["blend"]) == {"scratches", "cracks", "dust", "creases"}
+
+
+def test_input_that_requires_grad(photo):
+    img = photo().requires_grad_()
+    res = degrade(img, seed=0)
+    assert not res.image.requires_grad and res.image.grad_fn is None

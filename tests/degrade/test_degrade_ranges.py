@@ -208,3 +208,22 @@ def test_degrade_noise_std_matches_drawn_sigma(photo):
     res = degrade(img, seed=6, config=cfg)
     sigma = res.params[0]["unstructured"][0]["sigma_255"]
     assert float((res.image - img).std() * 255) == pytest.approx(sigma, rel=0.03)
+
+
+def test_point_ranges_give_exactly_those_values(photo):
+    d = DegradeConfig()
+    point = {name: (getattr(d, name)[1],) * 2 for name in (
+        "noise_sigma_255", "gaussian_blur_sigma", "jpeg_quality", "color_jitter_255",
+        "scratch_count", "scratch_width", "scratch_length", "scratch_intensity", "crack_count",
+        "crack_length", "crease_count", "crease_core_intensity", "hole_count", "hole_radius",
+        "blend_opacity", "grain_sigma_255")}
+    cfg = d.replace(**point, gaussian_blur_kernels=(5,), blend_modes=("lighten",))
+    p = degrade(photo(height=48, width=48), seed=1, config=cfg).params[0]
+    check_structured(p, cfg)
+    check_unstructured(p["unstructured"], cfg, 3)
+    assert len(p["scratches"]) == d.scratch_count[1]
+    assert {s["length"] for s in p["scratches"]} == {d.scratch_length[1]}
+    assert {b["opacity"] for b in p["blend"].values()} == {1.0}
+    assert {b["mode"] for b in p["blend"].values()} == {"lighten"}
+    jitter = next(s for s in p["unstructured"] if s["op"] == "color_jitter")
+    assert jitter["shifts_255"] == [20.0, 20.0, 20.0]
