@@ -72,6 +72,29 @@ def _path(rng: np.random.Generator, start: np.ndarray, angle: float, length: flo
     return points, heading
 
 
+def _draw_broken(rng: np.random.Generator, canvas: np.ndarray, points: np.ndarray, pieces: int,
+                 keep_prob: float, width_px: float, intensity: float) -> tuple[int, int]:
+    """Draw a polyline cut into ``pieces`` runs, each kept with ``keep_prob`` (at least one)
+    and dimmed by a random factor in [0.6, 1]: broken, uneven lines.
+
+    Returns:
+        the number of pieces and of drawn pieces.
+    """
+    n = len(points)
+    pieces = max(1, min(pieces, n - 1))
+    cuts = np.sort(rng.choice(np.arange(1, n - 1), pieces - 1, replace=False))
+    runs = np.split(np.arange(n), cuts)
+    keep = rng.random(pieces) < keep_prob
+    keep[int(rng.integers(pieces))] = True  # never lose the whole line
+    fades = rng.uniform(0.6, 1.0, pieces)
+    for run, kept, fade in zip(runs, keep, fades, strict=True):
+        if kept and len(run) >= 2:
+            thickness, colour = _stroke(width_px, intensity * fade)
+            cv2.polylines(canvas, [_fixed(points[run])], False, colour, thickness, cv2.LINE_AA,
+                          _SHIFT)
+    return pieces, int(keep.sum())
+
+
 def draw_scratches(rng: np.random.Generator, height: int, width: int,
                    config: DegradeConfig) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Thin, long, gently curved scratches, sometimes broken, often vertical (film scratches).
@@ -98,20 +121,11 @@ def draw_scratches(rng: np.random.Generator, height: int, width: int,
         centre = rng.uniform(0, 1, 2) * (width, height)
         start = centre - 0.5 * length * np.array([math.cos(angle), math.sin(angle)])
         points, _ = _path(rng, start, angle, length, _SCRATCH_POINTS, turn, _SCRATCH_WOBBLE)
-        cuts = np.sort(rng.choice(np.arange(1, _SCRATCH_POINTS - 1),
-                                  randint(rng, _SCRATCH_PIECES) - 1, replace=False))
-        pieces = np.split(np.arange(_SCRATCH_POINTS), cuts)
-        keep = rng.random(len(pieces)) < _SCRATCH_PIECE_KEEP
-        keep[int(rng.integers(len(pieces)))] = True  # never lose the whole scratch
-        fades = rng.uniform(0.6, 1.0, len(pieces))
-        for piece, kept, fade in zip(pieces, keep, fades, strict=True):
-            if kept:
-                thickness, colour = _stroke(w * scale, intensity * fade)
-                cv2.polylines(canvas, [_fixed(points[piece])], False, colour, thickness,
-                              cv2.LINE_AA, _SHIFT)
+        pieces, drawn = _draw_broken(rng, canvas, points, randint(rng, _SCRATCH_PIECES),
+                                     _SCRATCH_PIECE_KEEP, w * scale, intensity)
         params.append({"vertical": vertical, "angle": float(angle), "length": frac,
                        "curvature": turn, "width": w, "intensity": intensity,
-                       "pieces": len(pieces), "pieces_drawn": int(keep.sum()),
+                       "pieces": pieces, "pieces_drawn": drawn,
                        "centre": [float(centre[0] / width), float(centre[1] / height)]})
     return canvas, params
 
@@ -252,23 +266,19 @@ def draw_creases(rng: np.random.Generator, height: int, width: int,
         n = max(8, int(length / max(1.5, _CRACK_STEP * scale)) + 1)
         points, headings = _path(rng, start, angle - bow / 2, length, n, bow, 0.002)
         layer = np.zeros_like(canvas)
-        thickness, colour = _stroke(band_w * scale, band_i)
-        cv2.polylines(layer, [_fixed(points)], False, colour, thickness, cv2.LINE_AA, _SHIFT)
+        thickness, band_colour = _stroke(band_w * scale, band_i)
+        cv2.polylines(layer, [_fixed(points)], False, band_colour, thickness, cv2.LINE_AA, _SHIFT)
         layer = cv2.GaussianBlur(layer, (0, 0), max(0.5, band_w * scale / 3))
         core = _jagged(rng, points, scale)
-        thickness, colour = _stroke(core_w * scale, core_i)
-        cuts = np.sort(rng.choice(np.arange(1, n - 1), min(n - 2, 1 + n // 100), replace=False))
-        for piece in np.split(np.arange(n), cuts):
-            if bernoulli(rng, 0.85) and len(piece) >= 2:
-                cv2.polylines(layer, [_fixed(core[piece])], False, colour, thickness,
-                              cv2.LINE_AA, _SHIFT)
+        _draw_broken(rng, layer, core, min(n - 1, 2 + n // 100), 0.85, core_w * scale, core_i)
         flakes = int(rng.integers(n // 60, n // 20 + 1))
-        for k in rng.integers(0, n, flakes):
-            r = rng.uniform(0.6, 2.2) * scale * core_w
-            axes = (int(round(max(r, 0.5) * _ONE)), int(round(max(0.5, r * rng.uniform(0.4, 1))
-                                                              * _ONE)))
-            cv2.ellipse(layer, tuple(int(v) for v in np.round(core[k] * _ONE)), axes,
-                        math.degrees(headings[k]), 0, 360, colour, -1, cv2.LINE_AA, _SHIFT)
+        flake_colour = int(round(255 * core_i))
+        for k in rng.integers(0, n, flakes):  # chips of emulsion flaked off along the fold
+            r = max(0.5, rng.uniform(0.6, 2.2) * scale * core_w)
+            axes = (int(round(r * _ONE)), int(round(max(0.5, r * rng.uniform(0.4, 1)) * _ONE)))
+            centre = (int(round(core[k, 0] * _ONE)), int(round(core[k, 1] * _ONE)))
+            cv2.ellipse(layer, centre, axes, math.degrees(headings[k]), 0, 360, flake_colour, -1,
+                        cv2.LINE_AA, _SHIFT)
         spurs = int(rng.integers(2, 9))
         for _s in range(spurs):
             k = int(rng.integers(0, n))
