@@ -131,7 +131,7 @@ class DegradeConfig:
     elastic_alpha: tuple[float, float] = (0.0, 4.0)
     elastic_sigma: tuple[float, float] = (12.0, 40.0)
     blend_modes: tuple[str, ...] = BLEND_MODES
-    blend_opacity: tuple[float, float] = (0.5, 1.0)
+    blend_opacity: tuple[float, float] = (0.6, 1.0)
     hole_count: tuple[int, int] = (0, 1)
     hole_radius: tuple[float, float] = (0.02, 0.09)
     hole_feather: tuple[float, float] = (1.0, 6.0)
