@@ -177,7 +177,7 @@ def _degrade_item(image: Tensor, seed: int, index: int,
     damaged, mask = _apply_structured(aged, layers, hole_alpha if params["holes"] else None,
                                       paper, tone, blends, config.mask_threshold)
     params["mask_threshold"] = config.mask_threshold
-    params["mask_fraction"] = float(mask.float().mean())
+    params["mask_fraction"] = int(mask.sum()) / mask.numel()  # exact: same on every device
 
     # 3. Global old look (not in the mask).
     rng = item_rng(seed, index, Stream.GLOBAL)
