@@ -22,6 +22,7 @@ from .errors import CheckpointError, UnsupportedModelError
 from .registry import ARCHITECTURES, ArchSpec, detect_architecture, expected_shapes
 
 __all__ = ["ModelDescriptor", "read_state_dict", "canonicalize_state_dict", "load_model",
+           "peek_state_dict",
            "model_from_state_dict", "save_safetensors", "METADATA_ARCH_KEY"]
 
 METADATA_ARCH_KEY = "oldphoto.arch"
@@ -258,3 +259,40 @@ def save_safetensors(sd: Mapping[str, torch.Tensor], path: str | os.PathLike[str
         meta["oldphoto.source"] = source
     save_file({k: v.detach().contiguous().cpu() for k, v in sd.items()}, str(path),
               metadata=meta)
+
+
+def peek_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
+                                                             dict[str, str]]:
+    """Keys and shapes of a checkpoint without reading its data where the format allows.
+
+    safetensors: header only; zip ``torch.save`` files: memory-mapped (``weights_only``);
+    legacy pickles: a full safe load. Returns ``(canonical state dict, metadata)``; tensors may be
+    memory-mapped and must be treated as read-only.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such file")
+    fmt = _sniff(p)
+    if fmt == "safetensors":
+        from safetensors import safe_open
+        try:
+            with safe_open(str(p), framework="pt", device="cpu") as f:
+                meta = dict(f.metadata() or {})
+                shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}
+        except Exception as exc:
+            raise CheckpointError(f"{p}: cannot read as safetensors: {exc}") from exc
+        return {k: torch.empty(s, device="meta") for k, s in shapes.items()}, meta
+    if fmt == "zip":
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+        except pickle.UnpicklingError as exc:
+            raise CheckpointError(f"{p}: refused to load: the file contains Python objects "
+                                  "other than tensors") from exc
+        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise CheckpointError(f"{p}: cannot read as a torch.save checkpoint "
+                                  f"(truncated or corrupt?): {exc}") from exc
+        if not isinstance(obj, Mapping):
+            raise CheckpointError(f"{p}: expected a dict of tensors, found {type(obj).__name__}")
+        return canonicalize_state_dict(obj, source=str(p)), {}
+    raw, meta = read_state_dict(p)
+    return canonicalize_state_dict(raw, source=str(p)), meta

@@ -30,8 +30,8 @@ from .blocks import ResnetBlock
 
 __all__ = ["PartialNonLocalBlock", "partial_attention", "clean_indicator"]
 
-#: Elements of one chunk's logit matrix (``chunk x keys``); 2**24 floats = 64 MiB.
-DEFAULT_CHUNK_ELEMENTS = 1 << 24
+#: Elements of one chunk's logit matrix (``chunk x keys``); 2**25 floats = 128 MiB.
+DEFAULT_CHUNK_ELEMENTS = 1 << 25
 _RENORM_EPS = 1e-12  # F.normalize's default, which the reference uses
 
 
@@ -57,6 +57,17 @@ def clean_indicator(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def _chunk_rows(n_queries: int, n_keys: int, chunk_elements: int) -> int:
     return max(1, min(n_queries, chunk_elements // max(n_keys, 1)))
+
+
+def _log_mass_inplace(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn ``logits`` [n, K] into ``exp(logits - rowmax)`` in place; return (rowmax, rowsum).
+
+    In-place and single-pass on purpose: for a chunk of 10^7-10^8 logits the elementwise work
+    is memory-bound, and ``torch.logsumexp`` + ``exp`` would read the matrix three more times.
+    """
+    m = logits.amax(dim=1, keepdim=True)
+    logits.sub_(m).exp_()
+    return m.squeeze(1), logits.sum(dim=1)
 
 
 def partial_attention(theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor,
@@ -86,33 +97,35 @@ def partial_attention(theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor,
         valid = w > 0
         if not bool(valid.any()):
             continue  # no clean key: the reference's renormalisation yields zeros
-        k_valid = phi[i][:, valid]                       # [C, Nv]
-        v_valid = g[i][:, valid].t().contiguous()        # [Nv, C]
-        k_damaged = phi[i][:, ~valid]                    # [C, Nd]
+        keys = phi[i].t()[valid].contiguous()            # [Nv, C]
+        values = g[i].t()[valid].contiguous()            # [Nv, C]
+        damaged = phi[i].t()[~valid].contiguous()        # [Nd, C]
         wv = w[valid]
-        soft = bool((wv < 1).any())
-        bias = torch.log(wv) if soft else None
-        q_all = theta[i].t()                             # [N, C]
-        rows = _chunk_rows(n, k_valid.shape[1] + k_damaged.shape[1], chunk_elements)
+        log_w = torch.log(wv) if bool((wv < 1).any()) else None
+        queries = theta[i].t()                           # [N, C]
+        rows = _chunk_rows(n, keys.shape[0] + damaged.shape[0], chunk_elements)
         for start in range(0, n, rows):
-            q = q_all[start:start + rows]
-            logits = q @ k_valid                         # [n, Nv]
-            lse_plain = torch.logsumexp(logits, dim=1) if (soft or k_damaged.shape[1]) else None
-            if soft:
-                logits = logits + bias
-            lse = torch.logsumexp(logits, dim=1)
-            probs = torch.exp(logits - lse[:, None])
-            y = probs @ v_valid                          # [n, C]
-            if k_damaged.shape[1]:
-                lse_all = torch.logaddexp(lse_plain, torch.logsumexp(q @ k_damaged, dim=1))
-            elif soft:
-                lse_all = lse_plain
+            q = queries[start:start + rows]
+            logits = q @ keys.t()                        # [n, Nv]
+            lse_plain = None
+            if log_w is not None:
+                # soft key weights: the full softmax's mass needs the unweighted sum too
+                lse_plain = torch.logsumexp(logits, dim=1)
+                logits.add_(log_w)
+            m, s = _log_mass_inplace(logits)
+            y = (logits @ values).div_(s[:, None])      # softmax over the (weighted) clean keys
+            lse = m + torch.log(s)
+            if damaged.shape[0]:
+                md, sd = _log_mass_inplace(q @ damaged.t())
+                unweighted = lse if lse_plain is None else lse_plain
+                lse_all = torch.logaddexp(unweighted, md + torch.log(sd))
             else:
-                lse_all = None
+                lse_all = lse_plain  # None for 0/1 weights: the clean keys hold all the mass
             if lse_all is not None:
-                # fraction of the full softmax mass held by the (weighted) clean keys
+                # fraction of the full softmax mass held by the (weighted) clean keys; the
+                # reference divides by max(fraction, 1e-12), which shrinks rows below the eps
                 mass = torch.exp(lse - lse_all)
-                y = y * torch.clamp(mass / _RENORM_EPS, max=1.0)[:, None]
+                y.mul_(torch.clamp(mass / _RENORM_EPS, max=1.0)[:, None])
             out[i, :, start:start + rows] = y.t()
     return out
 

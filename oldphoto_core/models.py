@@ -1,0 +1,206 @@
+"""Where the published checkpoints are, and which file plays which role.
+
+A models folder may be laid out like the published archives
+(``Global/checkpoints/restoration/VAE_A_quality/latest_net_G.pth`` ...) or hold flat files under
+any names: every candidate file is recognised by its content (keys and shapes). Content cannot
+tell the three VAEs apart (identical architecture) nor the 256 and 512 face models (identical
+keys), so for those - and only those - the role comes from the path (``VAE_A_quality``,
+``VAE_B_quality``, ``VAE_B_scratch``; ``512`` / ``FaceSR`` for the large face model) or from the
+metadata that ``oldphoto convert`` writes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import CheckpointError, OldPhotoError
+from .loading import ModelDescriptor, load_model, peek_state_dict
+from .registry import detect_architecture
+
+__all__ = ["Role", "ROLES", "ModelStore", "MissingModelsError", "default_models_dir",
+           "required_roles", "scan_models_dir"]
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
+
+
+@dataclass(frozen=True)
+class Role:
+    """One published checkpoint: the network it holds and where the archives put it."""
+
+    name: str
+    arch: str
+    published_path: str
+    title: str
+
+
+ROLES: dict[str, Role] = {r.name: r for r in (
+    Role("vae_a", "vae", "Global/checkpoints/restoration/VAE_A_quality/latest_net_G.pth",
+         "VAE_A_quality (old-photo encoder)"),
+    Role("vae_b_quality", "vae", "Global/checkpoints/restoration/VAE_B_quality/latest_net_G.pth",
+         "VAE_B_quality (clean-photo decoder, quality mode)"),
+    Role("vae_b_scratch", "vae", "Global/checkpoints/restoration/VAE_B_scratch/latest_net_G.pth",
+         "VAE_B_scratch (clean-photo decoder, scratch modes)"),
+    Role("mapping_quality", "mapping_quality",
+         "Global/checkpoints/restoration/mapping_quality/latest_net_mapping_net.pth",
+         "mapping_quality"),
+    Role("mapping_scratch", "mapping_scratch",
+         "Global/checkpoints/restoration/mapping_scratch/latest_net_mapping_net.pth",
+         "mapping_scratch"),
+    Role("mapping_hr", "mapping_patch_attention",
+         "Global/checkpoints/restoration/mapping_Patch_Attention/latest_net_mapping_net.pth",
+         "mapping_Patch_Attention (HR)"),
+    Role("scratch_detector", "scratch_unet", "Global/checkpoints/detection/FT_Epoch_latest.pt",
+         "scratch detector FT_Epoch_latest"),
+    Role("face_256", "face_spade",
+         "Face_Enhancement/checkpoints/Setting_9_epoch_100/latest_net_G.pth",
+         "face enhancer Setting_9_epoch_100 (256 px)"),
+    Role("face_512", "face_spade", "Face_Enhancement/checkpoints/FaceSR_512/latest_net_G.pth",
+         "face enhancer FaceSR_512 (512 px)"),
+)}
+
+
+def required_roles(mode: str, *, faces: bool = False, face_size: int = 256) -> list[str]:
+    """Roles a restoration mode needs: ``quality``, ``scratch``, ``hr``, ``auto``, ``auto_hr``."""
+    table = {
+        "quality": ["vae_a", "mapping_quality", "vae_b_quality"],
+        "scratch": ["scratch_detector", "vae_a", "mapping_scratch", "vae_b_scratch"],
+        "hr": ["scratch_detector", "vae_a", "mapping_hr", "vae_b_scratch"],
+        "auto": ["scratch_detector", "vae_a", "mapping_quality", "vae_b_quality",
+                 "mapping_scratch", "vae_b_scratch"],
+        "auto_hr": ["scratch_detector", "vae_a", "mapping_quality", "vae_b_quality",
+                    "mapping_hr", "vae_b_scratch"],
+    }
+    if mode not in table:
+        raise OldPhotoError(f"unknown mode {mode!r}; expected one of {sorted(table)}")
+    roles = list(table[mode])
+    if faces:
+        roles.append("face_512" if face_size == 512 else "face_256")
+    return roles
+
+
+def default_models_dir() -> Path:
+    """``$OLDPHOTO_MODELS`` if set, else ``./models``."""
+    return Path(os.environ.get("OLDPHOTO_MODELS", "models"))
+
+
+def _role_from_hint(arch: str, hint: str) -> str | None:
+    h = hint.lower().replace("-", "_")
+    if arch == "vae":
+        if "vae_a" in h:
+            return "vae_a"
+        if "vae_b" in h and "scratch" in h:
+            return "vae_b_scratch"
+        if "vae_b" in h and "quality" in h:
+            return "vae_b_quality"
+        return None
+    if arch == "face_spade":
+        return "face_512" if ("512" in h or "facesr" in h) else "face_256"
+    return next((r.name for r in ROLES.values() if r.arch == arch), None)
+
+
+def scan_models_dir(root: str | os.PathLike[str]) -> tuple[dict[str, Path], list[str]]:
+    """Recognise every checkpoint under ``root``.
+
+    Returns:
+        ``(role -> file, notes)``; notes explain files that were skipped or ambiguous.
+    """
+    root = Path(root)
+    found: dict[str, Path] = {}
+    notes: list[str] = []
+    if not root.is_dir():
+        return found, notes
+    files = sorted(p for p in root.rglob("*") if p.is_file()
+                   and p.suffix.lower() in CHECKPOINT_SUFFIXES)
+    # published paths first, so that they win over stray copies
+    published = {r.published_path for r in ROLES.values()}
+    files.sort(key=lambda p: (p.relative_to(root).as_posix() not in published, str(p)))
+    for path in files:
+        try:
+            sd, meta = peek_state_dict(path)
+        except CheckpointError as exc:
+            notes.append(f"skipped {path}: {exc}")
+            continue
+        spec = detect_architecture(sd)
+        if spec is None:
+            notes.append(f"skipped {path}: not a network oldphoto knows")
+            continue
+        hint = " ".join([path.relative_to(root).as_posix(), meta.get("oldphoto.source", ""),
+                         meta.get("oldphoto.role", "")])
+        role = _role_from_hint(spec.id, hint)
+        if role is None:
+            notes.append(f"skipped {path}: a {spec.title}, but its name does not say which "
+                         "(rename it after VAE_A_quality, VAE_B_quality or VAE_B_scratch)")
+            continue
+        if role in found:
+            notes.append(f"ignored {path}: {ROLES[role].title} already found at {found[role]}")
+            continue
+        found[role] = path
+        del sd
+    return found, notes
+
+
+class MissingModelsError(OldPhotoError):
+    """Checkpoints needed for a mode are not in the models folder."""
+
+
+class ModelStore:
+    """Loads each checkpoint once, on first use, and keeps it.
+
+    Args:
+        root: the models folder (published layout or flat files).
+        device, dtype: where models live while in use.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, *,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        self.root = Path(root) if root is not None else default_models_dir()
+        self.device, self.dtype = torch.device(device), dtype
+        self.files, self.notes = scan_models_dir(self.root)
+        self._loaded: dict[str, ModelDescriptor] = {}
+
+    def missing(self, roles: list[str]) -> list[str]:
+        return [r for r in roles if r not in self.files]
+
+    def require(self, roles: list[str]) -> None:
+        """Raise :class:`MissingModelsError` naming every missing file and where it goes."""
+        missing = self.missing(roles)
+        if not missing:
+            return
+        lines = [f"missing checkpoint files in {self.root.resolve()}:"]
+        for r in missing:
+            lines.append(f"  - {ROLES[r].title}: put it at "
+                         f"{(self.root / ROLES[r].published_path).as_posix()}")
+        lines.append(
+            "These are the published checkpoints of microsoft/Bringing-Old-Photos-Back-to-Life "
+            "(Global/checkpoints.zip and Face_Enhancement/checkpoints.zip, unzipped under the "
+            "models folder as above). Point --models or OLDPHOTO_MODELS at another folder if "
+            "they live elsewhere; flat files are recognised by content, but VAE files must keep "
+            "VAE_A_quality / VAE_B_quality / VAE_B_scratch in their file or folder name.")
+        lines += [f"  note: {n}" for n in self.notes]
+        raise MissingModelsError("\n".join(lines))
+
+    def get(self, role: str) -> ModelDescriptor:
+        """The loaded model of ``role`` (loaded on first use)."""
+        if role not in self._loaded:
+            self.require([role])
+            desc = load_model(self.files[role], expect=ROLES[role].arch, device=self.device,
+                              dtype=self.dtype)
+            self._loaded[role] = desc
+        return self._loaded[role]
+
+    def put(self, role: str, model: ModelDescriptor) -> None:
+        """Use an already loaded model for ``role`` (e.g. built from a state dict in memory)."""
+        if role not in ROLES:
+            raise KeyError(f"unknown role {role!r}; known: {sorted(ROLES)}")
+        if model.arch.id != ROLES[role].arch:
+            raise CheckpointError(f"{model.source}: a {model.arch.title} cannot serve as "
+                                  f"{ROLES[role].title}")
+        self._loaded[role] = model
+        self.files.setdefault(role, Path(model.source or f"<{role}>"))
+
+    def __contains__(self, role: str) -> bool:
+        return role in self.files

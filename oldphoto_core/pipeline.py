@@ -1,0 +1,168 @@
+"""The whole restoration as one object that loads its models once (used by the CLI and nodes).
+
+Stage 1 follows the reference's ``run.py``: in the scratch modes the photo is first resized to a
+multiple of 16 (bicubic), scratches are detected, painted white, and the photo is encoded, mapped
+with the partial non-local (or, with ``hr``, the patch-attention) mapping and decoded with
+VAE_B_scratch; in the quality mode it is resized to a multiple of 4 (bilinear) and goes through
+the plain mapping and VAE_B_quality. Unlike the reference, the result is brought back to the
+input's size, gray inputs stay gray and RGBA inputs keep their alpha.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .checks import check_images
+from .errors import InputError
+from .models import ModelStore, required_roles
+from .resample import pil_resize, round_to_multiple
+from .stages.restore import decode_clean, encode_old, map_latent, reference_stretch
+from .stages.scratch import detect_scratches, dilate_mask, luma
+
+__all__ = ["Restorer", "RestoreResult", "SCRATCH_MODES"]
+
+SCRATCH_MODES = ("auto", "on", "off")
+HR_MASK_DILATION = 3        # test.py --HR: cv2.dilate(mask, ones(3, 3), iterations=3)
+DETECTION_MULTIPLE = 16     # detection.py --input_size full_size
+
+
+@dataclass
+class RestoreResult:
+    """Output of :meth:`Restorer.restore`.
+
+    Attributes:
+        images: ``[B, C, H, W]`` restored, same size and channels as the input.
+        masks: ``[B, 1, H, W]`` scratch masks at the input size (zeros when not detected).
+        mode: ``"quality"``, ``"scratch"`` or ``"hr"`` - what stage 1 ran.
+        working: intermediate tensors at the reference's working size, for inspection and
+            parity checks: ``input`` (resized photo), ``mask``, ``restored`` (before the
+            save-time stretch) and ``stretched``.
+        faces: per batch item, the faces enhanced (empty when faces were off).
+    """
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    mode: str
+    working: dict[str, torch.Tensor] = field(default_factory=dict)
+    faces: list[list] = field(default_factory=list)
+
+
+class Restorer:
+    """Old-photo restoration with models loaded once.
+
+    Args:
+        models: a :class:`~oldphoto_core.models.ModelStore` or a models folder.
+        device: where the networks run (``"cpu"``, ``"cuda"`` ...).
+        scratch_threshold: detector probability threshold (0.4, the reference's).
+        auto_min_coverage: in ``scratch="auto"``, the share of scratch pixels from which the
+            scratch path is taken (below it the photo goes through the quality path).
+        stretch: ``"reference"`` (the reference's min-max stretch of the output) or ``"none"``.
+    """
+
+    def __init__(self, models: ModelStore | str | None = None, *,
+                 device: torch.device | str = "cpu", scratch_threshold: float = 0.4,
+                 auto_min_coverage: float = 0.001, stretch: str = "reference") -> None:
+        self.store = models if isinstance(models, ModelStore) else ModelStore(models,
+                                                                             device=device)
+        self.scratch_threshold = scratch_threshold
+        self.auto_min_coverage = auto_min_coverage
+        self.stretch = stretch
+
+    def check_models(self, scratch: str = "auto", hr: bool = False, faces: bool = False,
+                     face_size: int = 256) -> None:
+        """Raise a message naming every missing checkpoint for this configuration."""
+        self.store.require(required_roles(_mode_name(scratch, hr), faces=faces,
+                                          face_size=face_size))
+
+    def restore(self, images: torch.Tensor, *, scratch: str = "auto", hr: bool = False,
+                keep_gray: bool = True) -> RestoreResult:
+        """Restore a batch of photos of one size.
+
+        Args:
+            images: ``[B, C, H, W]`` float 0..1, C = 1 (gray), 3 (RGB) or 4 (RGBA).
+            scratch: ``"on"`` (detect and repair scratches), ``"off"`` (quality path only) or
+                ``"auto"`` (detect; repair when the mask covers ``auto_min_coverage``).
+            hr: use the high-resolution patch-attention mapping for scratches.
+            keep_gray: gray inputs come back gray (``False``: as RGB).
+        """
+        if scratch not in SCRATCH_MODES:
+            raise InputError(f"scratch must be one of {SCRATCH_MODES}, got {scratch!r}")
+        check_images(images)
+        self.check_models(scratch, hr)
+        rgb, alpha, gray = _split_channels(images)
+        if scratch == "off":
+            out, mask, working, mode = self._quality(rgb)
+        else:
+            out, mask, working, mode = self._scratch(rgb, hr=hr, auto=scratch == "auto")
+        return RestoreResult(_merge_channels(out, alpha, gray and keep_gray), mask, mode, working)
+
+    # -- stage 1 variants -------------------------------------------------------------------
+    def _quality(self, rgb: torch.Tensor):
+        latent = encode_old(rgb, self.store.get("vae_a"), fit="resize")
+        clean = map_latent(latent, self.store.get("mapping_quality"))
+        working = self._decode(clean, "vae_b_quality")
+        working["input"] = pil_resize(rgb, clean.working_size, "bilinear")
+        out = pil_resize(working["stretched"], tuple(rgb.shape[-2:]), "bicubic")
+        mask = torch.zeros_like(rgb[:, :1])
+        return out, mask, working, "quality"
+
+    def _scratch(self, rgb: torch.Tensor, *, hr: bool, auto: bool):
+        h, w = rgb.shape[-2:]
+        size = (max(16, round_to_multiple(h, DETECTION_MULTIPLE)),
+                max(16, round_to_multiple(w, DETECTION_MULTIPLE)))
+        work_in = pil_resize(rgb, size, "bicubic")
+        mask = detect_scratches(work_in, self.store.get("scratch_detector"),
+                                threshold=self.scratch_threshold)
+        if auto and float(mask.mean()) < self.auto_min_coverage:
+            out, _, working, mode = self._quality(rgb)
+            working["mask"] = mask
+            return out, _resize_mask(mask, (h, w)), working, mode
+        # reference quirk: detection.py saves the mask with save_image(normalize=True), so an
+        # all-ones mask is written (and read back by test.py) as all zeros
+        mask = torch.where(mask.flatten(1).min(1).values.view(-1, 1, 1, 1) >= 1,
+                           torch.zeros_like(mask), mask)
+        net_mask = dilate_mask(mask, HR_MASK_DILATION) if hr else mask
+        latent = encode_old(work_in, self.store.get("vae_a"), mask=net_mask)
+        clean = map_latent(latent, self.store.get("mapping_hr" if hr else "mapping_scratch"),
+                           mask=net_mask)
+        working = self._decode(clean, "vae_b_scratch")
+        working.update(input=work_in, mask=mask)
+        out = pil_resize(working["stretched"], (h, w), "bicubic")
+        return out, _resize_mask(mask, (h, w)), working, "hr" if hr else "scratch"
+
+    def _decode(self, clean, role: str) -> dict[str, torch.Tensor]:
+        plain = decode_clean(clean, self.store.get(role), stretch="none", restore_size=False)
+        stretched = reference_stretch(plain) if self.stretch == "reference" else plain
+        return {"restored": plain, "stretched": stretched}
+
+
+def _mode_name(scratch: str, hr: bool) -> str:
+    if scratch == "off":
+        return "quality"
+    if hr:
+        return "hr" if scratch == "on" else "auto_hr"
+    return "scratch" if scratch == "on" else "auto"
+
+
+def _resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(mask.shape[-2:]) == size:
+        return mask
+    return torch.nn.functional.interpolate(mask, size, mode="nearest")
+
+
+def _split_channels(images: torch.Tensor):
+    c = images.shape[1]
+    if c == 1:
+        return images.expand(-1, 3, -1, -1), None, True
+    if c == 4:
+        return images[:, :3], images[:, 3:], False
+    return images, None, False
+
+
+def _merge_channels(rgb: torch.Tensor, alpha: torch.Tensor | None, gray: bool) -> torch.Tensor:
+    out = luma(rgb) if gray else rgb
+    if alpha is not None:
+        out = torch.cat([out, alpha.to(out)], dim=1)
+    return out.clamp(0, 1)

@@ -1,0 +1,192 @@
+"""Global restoration stages (paper §3.1-3.2): encode with VAE_A, map, decode with VAE_B.
+
+Images are NCHW float 0..1 RGB; the networks see ``[-1, 1]``. The latent carries what a decoder
+needs to give back an image of the size that was encoded, and its domain, so that a mapping
+cannot be applied twice and a clean latent is never mapped again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+
+from ..checks import check_images, check_mask
+from ..errors import InputError
+from ..loading import ModelDescriptor
+from ..resample import pil_resize, round_to_multiple
+
+__all__ = ["OldPhotoLatent", "encode_old", "map_latent", "decode_clean", "paint_holes",
+           "quality_working_size", "reference_stretch", "LATENT_SCALE"]
+
+LATENT_SCALE = 4  # the VAE downsamples twice
+
+
+@dataclass(frozen=True)
+class OldPhotoLatent:
+    """A VAE latent with the facts needed downstream.
+
+    Attributes:
+        samples: ``[B, 64, h, w]``.
+        domain: ``"old"`` (VAE_A encoding) or ``"clean"`` (after mapping).
+        image_size: ``(H, W)`` of the image handed to :func:`encode_old`.
+        working_size: ``(4h, 4w)``, the size actually encoded (``image_size`` resized or padded
+            to a multiple of 4).
+        padding: ``(bottom, right)`` pixels added by ``fit="pad"`` (zeros for ``"resize"``).
+    """
+
+    samples: torch.Tensor
+    domain: str
+    image_size: tuple[int, int]
+    working_size: tuple[int, int]
+    padding: tuple[int, int] = (0, 0)
+
+    def as_dict(self) -> dict:
+        """Plain-dict form (ComfyUI passes this between nodes)."""
+        return {"samples": self.samples, "domain": self.domain, "image_size": self.image_size,
+                "working_size": self.working_size, "padding": self.padding}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> OldPhotoLatent:
+        return cls(d["samples"], d["domain"], tuple(d["image_size"]), tuple(d["working_size"]),
+                   tuple(d.get("padding", (0, 0))))
+
+
+def quality_working_size(h: int, w: int) -> tuple[int, int]:
+    """The reference's quality-mode rule: each side rounded to a multiple of 4 (half to even)."""
+    return max(4, round_to_multiple(h, 4)), max(4, round_to_multiple(w, 4))
+
+
+def paint_holes(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Set scratch pixels to white before encoding, as the reference does: ``x(1-m) + m``."""
+    return image * (1 - mask) + mask
+
+
+def _to_working(image: torch.Tensor, fit: str) -> tuple[torch.Tensor, tuple[int, int]]:
+    h, w = image.shape[-2:]
+    if h % LATENT_SCALE == 0 and w % LATENT_SCALE == 0:
+        return image, (0, 0)
+    if fit == "resize":
+        return pil_resize(image, quality_working_size(h, w), "bilinear"), (0, 0)
+    if fit == "pad":
+        pb, pr = (-h) % LATENT_SCALE, (-w) % LATENT_SCALE
+        return F.pad(image, (0, pr, 0, pb), mode="reflect"), (pb, pr)
+    raise InputError(f"fit must be 'resize' or 'pad', got {fit!r}")
+
+
+def encode_old(image: torch.Tensor, vae: ModelDescriptor, *, mask: torch.Tensor | None = None,
+               fit: str = "resize") -> OldPhotoLatent:
+    """Encode old photos into VAE_A's latent space.
+
+    Args:
+        image: ``[B, 3, H, W]`` RGB float 0..1.
+        vae: VAE_A (``VAE_A_quality``).
+        mask: optional ``[B, 1, H, W]`` scratch mask (1 = scratch); scratch pixels are painted
+            white first, as the reference does before the partial non-local mapping.
+        fit: sizes that are not multiples of 4 are ``"resize"``d (bilinear, the reference's
+            rule) or reflect-``"pad"``ded (no resampling; cropped again when decoding).
+
+    Returns:
+        An :class:`OldPhotoLatent` in the ``"old"`` domain.
+    """
+    check_images(image, channels=(3,))
+    if mask is not None:
+        image = paint_holes(image, check_mask(mask, like=image))
+    work, padding = _to_working(image, fit)
+    x = (work * 2 - 1).to(device=vae.device, dtype=vae.dtype)
+    with torch.inference_mode():
+        z = vae.model.encode(x)
+    return OldPhotoLatent(z, "old", tuple(image.shape[-2:]), tuple(work.shape[-2:]), padding)
+
+
+def map_latent(latent: OldPhotoLatent, mapping: ModelDescriptor, *,
+               mask: torch.Tensor | None = None) -> OldPhotoLatent:
+    """Translate an old-photo latent into the clean-photo latent space.
+
+    Args:
+        latent: from :func:`encode_old` (domain ``"old"``).
+        mapping: a mapping network (quality, scratch or HR patch attention).
+        mask: ``[B, 1, H, W]`` scratch mask at the *encoded image's* size (``image_size``),
+            required by the scratch and HR mappings, ignored by the quality mapping. For the HR
+            mapping the reference dilates it (3x3, 3 iterations) before encoding and mapping.
+
+    Returns:
+        An :class:`OldPhotoLatent` in the ``"clean"`` domain.
+    """
+    if latent.domain != "old":
+        raise InputError(f"this latent is already in the {latent.domain!r} domain; map only "
+                         "latents that VAE_A encoded from an old photo")
+    z = latent.samples.to(device=mapping.device, dtype=mapping.dtype)
+    net = mapping.model
+    needs_mask = "mask" in mapping.arch.tags
+    if needs_mask and mask is None:
+        raise InputError(f"the {mapping.arch.title} needs a scratch mask")
+    with torch.inference_mode():
+        if needs_mask:
+            m = _mask_at_working_size(mask, latent).to(device=z.device, dtype=z.dtype)
+            out = net(z, m)
+        else:
+            out = net(z)
+    return replace(latent, samples=out, domain="clean")
+
+
+def _mask_at_working_size(mask: torch.Tensor, latent: OldPhotoLatent) -> torch.Tensor:
+    m = mask[:, None] if mask.ndim == 3 else mask
+    if tuple(m.shape[-2:]) != latent.image_size:
+        raise InputError(f"mask size {tuple(m.shape[-2:])} differs from the encoded image size "
+                         f"{latent.image_size}")
+    if latent.working_size == latent.image_size:
+        return m.float()
+    if any(latent.padding):
+        pb, pr = latent.padding
+        return F.pad(m.float(), (0, pr, 0, pb), mode="replicate")
+    return F.interpolate(m.float(), latent.working_size, mode="nearest")
+
+
+def reference_stretch(image: torch.Tensor) -> torch.Tensor:
+    """The reference's save-time min-max stretch, per batch item over all channels.
+
+    ``torchvision.utils.save_image(normalize=True)`` maps each saved image's minimum to 0 and
+    maximum to 1 (divisor at least 1e-5). It is a quirk of how the reference writes PNGs, kept by
+    default so outputs match it; ``stretch="none"`` gives the network's output as it is.
+    """
+    flat = image.flatten(1)
+    lo = flat.min(dim=1).values.view(-1, 1, 1, 1)
+    hi = flat.max(dim=1).values.view(-1, 1, 1, 1)
+    return ((image.clamp(lo, hi) - lo) / torch.clamp(hi - lo, min=1e-5))
+
+
+def decode_clean(latent: OldPhotoLatent, vae: ModelDescriptor, *,
+                 stretch: str = "reference", restore_size: bool = True) -> torch.Tensor:
+    """Decode a clean latent with VAE_B to an RGB image in 0..1.
+
+    Args:
+        latent: a ``"clean"`` latent from :func:`map_latent`.
+        vae: VAE_B (``VAE_B_quality`` for the quality mapping, ``VAE_B_scratch`` for the others).
+        stretch: ``"reference"`` (min-max stretch as the reference saves its PNGs) or ``"none"``
+            (``(y + 1) / 2`` clamped).
+        restore_size: give back ``latent.image_size`` (undo the multiple-of-4 resize or padding);
+            ``False`` keeps the working size (what the reference writes).
+
+    Returns:
+        ``[B, 3, H, W]`` float 0..1.
+    """
+    if latent.domain != "clean":
+        raise InputError("decode_clean expects a mapped latent (domain 'clean'); run the "
+                         "mapping first")
+    z = latent.samples.to(device=vae.device, dtype=vae.dtype)
+    with torch.inference_mode():
+        y = (vae.model.decode(z).float() + 1) / 2
+    if stretch == "reference":
+        y = reference_stretch(y)
+    elif stretch == "none":
+        y = y.clamp(0, 1)
+    else:
+        raise InputError(f"stretch must be 'reference' or 'none', got {stretch!r}")
+    if not restore_size or latent.working_size == latent.image_size:
+        return y
+    if any(latent.padding):
+        h, w = latent.image_size
+        return y[..., :h, :w]
+    return pil_resize(y, latent.image_size, "bicubic")
