@@ -80,6 +80,13 @@ def pytest_generate_tests(metafunc):
         p = parity_dir()
         cases = sorted((p / "networks").glob("*.json")) if p else []
         metafunc.parametrize("network_case", cases, ids=[c.stem for c in cases])
+    if "global_run" in metafunc.fixturenames:
+        # pipeline runs of the reference's Global/test.py (the face run is tested elsewhere)
+        p = parity_dir()
+        runs = [r.parent for r in sorted((p / "pipeline").glob("*/run.json"))] if p else []
+        runs = [r for r in runs if any("test.py" in c["argv"] for c in
+                                       json.loads((r / "run.json").read_text())["commands"])]
+        metafunc.parametrize("global_run", runs, ids=[r.name for r in runs])
 
 
 def pytest_sessionfinish(session, exitstatus):
