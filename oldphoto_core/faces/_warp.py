@@ -54,15 +54,6 @@ def grid_from_matrix(matrix: torch.Tensor, rows: int, cols: int, *, row0: int = 
     return x, y
 
 
-def _gather(src: torch.Tensor, idx: torch.Tensor, rr: torch.Tensor, cc: torch.Tensor,
-            height: int, width: int) -> torch.Tensor:
-    """Values of ``src`` ([C, L] flat per channel) at integer (rr, cc); 0 outside."""
-    inside = (rr >= 0) & (rr < height) & (cc >= 0) & (cc < width)
-    flat = idx * (height * width) + rr.clamp(0, height - 1) * width + cc.clamp(0, width - 1)
-    vals = src[:, flat].to(torch.float64)
-    return torch.where(inside, vals, torch.zeros((), dtype=torch.float64, device=vals.device))
-
-
 def _cubic(t: torch.Tensor, f0: torch.Tensor, f1: torch.Tensor, f2: torch.Tensor,
            f3: torch.Tensor) -> torch.Tensor:
     return f1 + 0.5 * t * (f2 - f0 + t * (2.0 * f0 - 5.0 * f1 + 4.0 * f2 - f3
@@ -79,52 +70,58 @@ def sample(images: torch.Tensor, index: torch.Tensor, x: torch.Tensor, y: torch.
         x, y: ``[F, R, K]`` float64 source coordinates (column, row).
         order: 0 (nearest), 1 (bilinear) or 3 (bicubic).
         transform: optional callable applied to the gathered source values (float64) before
-            interpolating, e.g. a quantisation or a scale.
+            interpolating, e.g. a scale; it must map 0 to 0 (the value outside the source).
 
     Returns:
         ``[F, C, R, K]`` float64.
     """
     b, ch, h, w = images.shape
-    src = images.reshape(b, ch, h * w).transpose(0, 1).reshape(ch, b * h * w)
-    idx = index.to(device=x.device, dtype=torch.long).view(-1, 1, 1)
+    # One zero pixel around every image: clamping an index into [-1, H] then reads 0 outside.
+    padded = torch.nn.functional.pad(images, (1, 1, 1, 1))
+    hp, wp = h + 2, w + 2
+    src = padded.reshape(b, ch, hp * wp).transpose(0, 1).reshape(ch, b * hp * wp)
+    base = index.to(device=x.device, dtype=torch.long).view(-1, 1, 1) * (hp * wp)
 
-    def tap(rr: torch.Tensor, cc: torch.Tensor) -> torch.Tensor:
-        v = _gather(src, idx, rr, cc, h, w)
-        if transform is not None:
-            v = transform(v)
-            inside = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
-            v = torch.where(inside, v, torch.zeros((), dtype=v.dtype, device=v.device))
-        return v
+    def rows(r: torch.Tensor) -> torch.Tensor:
+        return base + (r.clamp(-1, h) + 1) * wp
+
+    def cols(c: torch.Tensor) -> torch.Tensor:
+        return c.clamp(-1, w) + 1
+
+    def tap(row_off: torch.Tensor, col_off: torch.Tensor) -> torch.Tensor:
+        v = src[:, row_off + col_off].to(torch.float64)
+        return v if transform is None else transform(v)
 
     if order == 0:
-        out = tap(torch.floor(y + 0.5).long(), torch.floor(x + 0.5).long())
+        out = tap(rows(torch.floor(y + 0.5).long()), cols(torch.floor(x + 0.5).long()))
     elif order == 1:
         r0, c0 = torch.floor(y), torch.floor(x)
-        r1, c1 = torch.ceil(y), torch.ceil(x)
         dr, dc = y - r0, x - c0
-        r0, c0, r1, c1 = r0.long(), c0.long(), r1.long(), c1.long()
-        top = (1 - dc) * tap(r0, c0) + dc * tap(r0, c1)
-        bottom = (1 - dc) * tap(r1, c0) + dc * tap(r1, c1)
+        ra, rb = rows(r0.long()), rows(torch.ceil(y).long())
+        ca, cb = cols(c0.long()), cols(torch.ceil(x).long())
+        top = (1 - dc) * tap(ra, ca) + dc * tap(ra, cb)
+        bottom = (1 - dc) * tap(rb, ca) + dc * tap(rb, cb)
         out = (1 - dr) * top + dr * bottom
     elif order == 3:
-        out = _bicubic(tap, x, y)
+        out = _bicubic(tap, rows, cols, x, y)
     else:
         raise ValueError(f"order must be 0, 1 or 3, got {order}")
     return out.permute(1, 0, 2, 3)
 
 
-def _bicubic(tap, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    rows = x.shape[1]
+def _bicubic(tap, rows, cols, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    n_rows = x.shape[1]
     step = max(1, _MAX_CHUNK // max(1, x.shape[0] * x.shape[2]))
     parts = []
-    for s in range(0, rows, step):
+    for s in range(0, n_rows, step):
         xs, ys = x[:, s:s + step], y[:, s:s + step]
         fr, fc = torch.floor(ys), torch.floor(xs)
         tr, tc = ys - fr, xs - fc
         r0, c0 = fr.long() - 1, fc.long() - 1
-        fr_rows = []
-        for pr in range(4):
-            f = [tap(r0 + pr, c0 + pc) for pc in range(4)]
-            fr_rows.append(_cubic(tc, *f))
-        parts.append(_cubic(tr, *fr_rows))
+        col_offs = [cols(c0 + k) for k in range(4)]
+        per_row = []
+        for k in range(4):
+            row_off = rows(r0 + k)
+            per_row.append(_cubic(tc, *(tap(row_off, co) for co in col_offs)))
+        parts.append(_cubic(tr, *per_row))
     return torch.cat(parts, dim=2)
