@@ -1,22 +1,30 @@
 """oldphoto_core: the engine of the oldphoto restorer (Wan et al., "Old Photo Restoration via
 Deep Latent Space Translation"). Pure PyTorch; never imports ComfyUI."""
 
+from .degrade import DegradeConfig, DegradeResult, degrade
 from .errors import CheckpointError, InputError, OldPhotoError, UnsupportedModelError
+from .imageio import read_image, write_image
 from .loading import (
-                      ModelDescriptor,
-                      canonicalize_state_dict,
-                      load_model,
-                      model_from_state_dict,
-                      read_state_dict,
-                      save_safetensors,
+    ModelDescriptor,
+    canonicalize_state_dict,
+    load_model,
+    model_from_state_dict,
+    read_state_dict,
+    save_safetensors,
 )
+from .models import MissingModelsError, ModelStore
+from .pipeline import Restorer, RestoreResult
 from .registry import ARCHITECTURES, KINDS, ArchSpec, detect_architecture, get_architecture
+from .stages import OldPhotoLatent, decode_clean, detect_scratches, encode_old, map_latent
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ARCHITECTURES", "KINDS", "ArchSpec", "CheckpointError", "InputError", "ModelDescriptor",
-    "OldPhotoError", "UnsupportedModelError", "canonicalize_state_dict", "detect_architecture",
-    "get_architecture", "load_model", "model_from_state_dict", "read_state_dict",
-    "save_safetensors", "__version__",
+    "ARCHITECTURES", "KINDS", "ArchSpec", "CheckpointError", "DegradeConfig", "DegradeResult",
+    "InputError", "MissingModelsError", "ModelDescriptor", "ModelStore", "OldPhotoError",
+    "OldPhotoLatent", "RestoreResult", "Restorer", "UnsupportedModelError",
+    "canonicalize_state_dict", "decode_clean", "degrade", "detect_architecture",
+    "detect_scratches", "encode_old", "get_architecture", "load_model", "map_latent",
+    "model_from_state_dict", "read_image", "read_state_dict", "save_safetensors",
+    "write_image", "__version__",
 ]

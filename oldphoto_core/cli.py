@@ -1,4 +1,4 @@
-"""Command line: ``oldphoto convert``, ``oldphoto info`` (and ``restore`` once the pipeline lands).
+"""Command line: ``oldphoto restore``, ``oldphoto convert``, ``oldphoto info``.
 
 Errors the user can fix (missing or wrong files) are printed as one clear message and a non-zero
 exit code, never as a traceback.
@@ -62,9 +62,39 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from .restore_cli import run_restore
+    return run_restore(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oldphoto", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("restore", help="restore photos (files, folders or glob patterns)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                   help="folder for the restored PNGs (created if needed)")
+    p.add_argument("--scratch", choices=("auto", "on", "off"), default="auto",
+                   help="repair scratches: detect and decide (auto), always (on), never (off)")
+    p.add_argument("--hr", action="store_true",
+                   help="high-resolution mode: patch-attention mapping, 512 px faces")
+    p.add_argument("--faces", choices=("auto", "insightface", "dlib", "off"), default="auto",
+                   help="face enhancement backend (auto: insightface if its files exist, "
+                        "else dlib)")
+    p.add_argument("--face-size", type=int, choices=(256, 512), default=None,
+                   help="face model size (default 256, or 512 with --hr)")
+    p.add_argument("--models", default=None, metavar="DIR",
+                   help="checkpoint folder (published layout or flat files; default "
+                        "$OLDPHOTO_MODELS or ./models)")
+    p.add_argument("--insightface-root", default=None, metavar="DIR",
+                   help="folder with insightface model packs (default MODELS/insightface)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto")
+    p.add_argument("--force-rgb", action="store_true",
+                   help="write gray scans as RGB (default: gray stays gray)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="restore again even when the output exists (default: skip, to resume)")
+    p.set_defaults(func=_cmd_restore)
 
     p = sub.add_parser("convert", help="write a .safetensors copy of a published checkpoint")
     p.add_argument("input", help="a .pth/.pt checkpoint (or .safetensors)")

@@ -21,9 +21,10 @@ from .resample import pil_resize, round_to_multiple
 from .stages.restore import decode_clean, encode_old, map_latent, reference_stretch
 from .stages.scratch import detect_scratches, dilate_mask, luma
 
-__all__ = ["Restorer", "RestoreResult", "SCRATCH_MODES"]
+__all__ = ["Restorer", "RestoreResult", "SCRATCH_MODES", "FACE_MODES"]
 
 SCRATCH_MODES = ("auto", "on", "off")
+FACE_MODES = ("off", "auto", "insightface", "dlib")
 HR_MASK_DILATION = 3        # test.py --HR: cv2.dilate(mask, ones(3, 3), iterations=3)
 DETECTION_MULTIPLE = 16     # detection.py --input_size full_size
 
@@ -63,12 +64,23 @@ class Restorer:
 
     def __init__(self, models: ModelStore | str | None = None, *,
                  device: torch.device | str = "cpu", scratch_threshold: float = 0.4,
-                 auto_min_coverage: float = 0.001, stretch: str = "reference") -> None:
+                 auto_min_coverage: float = 0.001, stretch: str = "reference",
+                 insightface_root: str | None = None) -> None:
         self.store = models if isinstance(models, ModelStore) else ModelStore(models,
                                                                              device=device)
         self.scratch_threshold = scratch_threshold
         self.auto_min_coverage = auto_min_coverage
         self.stretch = stretch
+        self.insightface_root = insightface_root
+        self._detectors: dict[str, object] = {}
+
+    def face_detector(self, kind: str):
+        """The face detector of this backend kind, created once."""
+        if kind not in self._detectors:
+            from .faces import make_face_detector
+            self._detectors[kind] = make_face_detector(kind,
+                                                       insightface_root=self.insightface_root)
+        return self._detectors[kind]
 
     def check_models(self, scratch: str = "auto", hr: bool = False, faces: bool = False,
                      face_size: int = 256) -> None:
@@ -77,6 +89,7 @@ class Restorer:
                                           face_size=face_size))
 
     def restore(self, images: torch.Tensor, *, scratch: str = "auto", hr: bool = False,
+                faces: str = "off", face_size: int | None = None,
                 keep_gray: bool = True) -> RestoreResult:
         """Restore a batch of photos of one size.
 
@@ -85,18 +98,34 @@ class Restorer:
             scratch: ``"on"`` (detect and repair scratches), ``"off"`` (quality path only) or
                 ``"auto"`` (detect; repair when the mask covers ``auto_min_coverage``).
             hr: use the high-resolution patch-attention mapping for scratches.
+            faces: ``"off"``, or the face detector backend (``"auto"``, ``"insightface"``,
+                ``"dlib"``) to enhance faces after the global restoration (paper §3.4).
+            face_size: 256 (``Setting_9_epoch_100``) or 512 (``FaceSR_512``); default 512
+                with ``hr``, else 256, as the reference's ``run.py``.
             keep_gray: gray inputs come back gray (``False``: as RGB).
         """
         if scratch not in SCRATCH_MODES:
             raise InputError(f"scratch must be one of {SCRATCH_MODES}, got {scratch!r}")
+        if faces not in FACE_MODES:
+            raise InputError(f"faces must be one of {FACE_MODES}, got {faces!r}")
+        face_size = face_size or (512 if hr else 256)
+        if face_size not in (256, 512):
+            raise InputError(f"face_size must be 256 or 512, got {face_size}")
         check_images(images)
-        self.check_models(scratch, hr)
+        self.check_models(scratch, hr, faces != "off", face_size)
+        detector = self.face_detector(faces) if faces != "off" else None
         rgb, alpha, gray = _split_channels(images)
         if scratch == "off":
             out, mask, working, mode = self._quality(rgb)
         else:
             out, mask, working, mode = self._scratch(rgb, hr=hr, auto=scratch == "auto")
-        return RestoreResult(_merge_channels(out, alpha, gray and keep_gray), mask, mode, working)
+        found: list[list] = [[] for _ in range(images.shape[0])]
+        if detector is not None:
+            from .faces import restore_faces
+            model = self.store.get("face_512" if face_size == 512 else "face_256")
+            out, found = restore_faces(out, detector, model, face_size=face_size)
+        result = _merge_channels(out, alpha, gray and keep_gray)
+        return RestoreResult(result, mask, mode, working, found)
 
     # -- stage 1 variants -------------------------------------------------------------------
     def _quality(self, rgb: torch.Tensor):

@@ -1,0 +1,60 @@
+"""``oldphoto restore`` on real sample scans with synthetic weights in the published layout."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from oldphoto_core.cli import main
+
+
+def _samples(parity: Path) -> Path:
+    return parity.parent / "samples"
+
+
+def test_restore_folder_resume_and_bad_file(tmp_path: Path, parity: Path,
+                                            synthetic_models_dir: Path, capsys) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(_samples(parity) / "old_w_scratch" / "b.png", src / "cracked.png")
+    gray = np.asarray(Image.open(_samples(parity) / "old" / "a.png").convert("L"))[:120, :100]
+    Image.fromarray(gray).save(src / "gray.png")
+    (src / "broken.png").write_text("not an image")
+    out = tmp_path / "out"
+    args = [str(src), "-o", str(out), "--models", str(synthetic_models_dir), "--faces", "off",
+            "--device", "cpu"]
+
+    assert main(["restore", *args]) == 1            # the broken file fails, the rest goes on
+    report = capsys.readouterr()
+    assert "broken.png" in report.err and "restored 2" in report.out
+    cracked = Image.open(out / "cracked.png")
+    assert cracked.size == (256, 256) and cracked.mode == "RGBA"   # RGBA input keeps alpha
+    restored_gray = Image.open(out / "gray.png")
+    assert restored_gray.size == (100, 120) and restored_gray.mode == "L"
+    assert np.asarray(restored_gray).std() > 0
+
+    (src / "broken.png").unlink()
+    assert main(["restore", *args]) == 0            # resume: nothing redone, nothing silent
+    report = capsys.readouterr().out
+    assert "restored 0, skipped 2" in report and "cracked.png exists" in report
+
+
+def test_missing_checkpoints_are_named(tmp_path: Path, capsys) -> None:
+    img = tmp_path / "a.png"
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(img)
+    code = main(["restore", str(img), "-o", str(tmp_path / "o"), "--models",
+                 str(tmp_path / "empty"), "--scratch", "off", "--faces", "off"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "VAE_A_quality" in err and "mapping_quality/latest_net_mapping_net.pth" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_input_is_reported(tmp_path: Path, synthetic_models_dir: Path, capsys) -> None:
+    code = main(["restore", str(tmp_path / "nope*.png"), "-o", str(tmp_path / "o"),
+                 "--models", str(synthetic_models_dir), "--faces", "off"])
+    assert code == 1
+    assert "matches no file" in capsys.readouterr().err
