@@ -9,6 +9,7 @@ items run together, in chunks that fit a memory budget.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Union
 
 import torch
 from torch import nn
@@ -16,7 +17,10 @@ from torch import nn
 from ..errors import InputError
 from .types import Face
 
-__all__ = ["enhance_crops", "enhance_faces", "faces_per_chunk"]
+if TYPE_CHECKING:
+    from ..loading import ModelDescriptor
+
+__all__ = ["FaceModel", "enhance_crops", "enhance_faces", "faces_per_chunk"]
 
 # Peak activation memory of the SPADE generator per face, in values per crop pixel (measured on
 # CPU, float32: about 180 MB per 256 px face and 780 MB per 512 px face, with some margin).
@@ -25,9 +29,11 @@ _CPU_BUDGET_MB = 2048.0
 _CUDA_FREE_FRACTION = 0.5
 
 Progress = Callable[[int, int], None]
+#: The face model: a loaded descriptor of kind ``face_enhancer`` or the bare generator.
+FaceModel = Union["ModelDescriptor", nn.Module]
 
 
-def _unwrap(model: object) -> nn.Module:
+def _unwrap(model: FaceModel) -> nn.Module:
     inner = getattr(model, "model", model)  # ModelDescriptor or bare module
     if not isinstance(inner, nn.Module):
         raise InputError(f"enhancer: expected a face model (ModelDescriptor or nn.Module), got "
@@ -65,8 +71,9 @@ def faces_per_chunk(face_size: int, *, dtype: torch.dtype = torch.float32,
     return max(1, int(memory_budget_mb * 2**20 // per_face))
 
 
-def enhance_crops(crops: torch.Tensor, model: object, *, device: torch.device | str | None = None,
-                  dtype: torch.dtype | None = None, memory_budget_mb: float | None = None,
+def enhance_crops(crops: torch.Tensor, model: FaceModel, *,
+                  device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                  memory_budget_mb: float | None = None,
                   progress: Progress | None = None) -> torch.Tensor:
     """Run the face generator on aligned crops.
 
@@ -77,7 +84,8 @@ def enhance_crops(crops: torch.Tensor, model: object, *, device: torch.device | 
         device, dtype: where and in which precision to run; default: the model's. A model
             elsewhere is moved there for the call and moved back afterwards.
         memory_budget_mb: see :func:`faces_per_chunk`.
-        progress: called as ``progress(done, total)`` after each chunk.
+        progress: called as ``progress(done, total)`` after each chunk; it may raise to abort
+            (e.g. ComfyUI's interrupt), the model is moved back all the same.
 
     Returns:
         ``[F, 3, S, S]`` float32 in [0, 1] on ``crops.device``.
@@ -120,7 +128,7 @@ def enhance_crops(crops: torch.Tensor, model: object, *, device: torch.device | 
     return out
 
 
-def enhance_faces(faces: list[list[Face]], model: object, *,
+def enhance_faces(faces: list[list[Face]], model: FaceModel, *,
                   device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                   memory_budget_mb: float | None = None,
                   progress: Progress | None = None) -> list[list[Face]]:

@@ -9,13 +9,13 @@ from ._image import check_images
 from .align import align_faces
 from .blend import blend_faces
 from .detect import FaceDetector, detect_faces
-from .enhance import Progress, enhance_faces
+from .enhance import FaceModel, Progress, enhance_faces
 from .types import Face
 
 __all__ = ["restore_faces"]
 
 
-def restore_faces(images: torch.Tensor, detector: FaceDetector | None, enhancer: object, *,
+def restore_faces(images: torch.Tensor, detector: FaceDetector | None, enhancer: FaceModel, *,
                   face_size: int = 256, faces: list[list[Face]] | None = None,
                   device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                   memory_budget_mb: float | None = None,
