@@ -1,0 +1,391 @@
+"""Loader nodes: one per model kind, plus the face detector.
+
+Files are listed from ComfyUI's ``models/oldphoto`` (any sub-folder, any name) and recognised by
+their content (keys and shapes, cached by path + mtime), so each loader lists only the files it
+can load. Loaded models are cached by path + mtime + size and kept on the offload device; the
+runner nodes move them to the device only while they run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import threading
+
+from oldphoto_core.errors import CheckpointError, InputError, OldPhotoError
+from oldphoto_core.faces import find_insightface_model, make_face_detector
+from oldphoto_core.loading import ModelDescriptor, load_model, peek_state_dict
+from oldphoto_core.registry import ArchSpec, detect_architecture
+
+from . import comfy_compat as compat
+from .runtime import FaceDetectorHandle, OldPhotoModel
+from .types import FACE_DETECTOR, FACE_MODEL, LOADERS_CATEGORY, MAPPING, SCRATCH_MODEL, VAE
+
+log = logging.getLogger("oldphoto")
+
+__all__ = ["LOADER_NODES", "OldPhotoFaceDetectorLoader", "OldPhotoFaceModelLoader",
+           "OldPhotoMappingLoader", "OldPhotoScratchModelLoader", "OldPhotoVAELoader",
+           "check_model_file", "clear_caches", "files_of_kind", "load_cached", "load_path_cached"]
+
+_lock = threading.RLock()
+_kinds: dict[str, tuple[tuple[int, int], ArchSpec | None]] = {}
+_models: dict[str, tuple[tuple[int, int], ModelDescriptor]] = {}
+_detectors: dict[tuple, object] = {}
+
+FOLDER_HINT = ("ComfyUI/models/oldphoto (any sub-folder and file name: files are recognised by "
+               "their content; unzip the published Global/checkpoints.zip and "
+               "Face_Enhancement/checkpoints.zip there)")
+
+
+def _signature(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size
+
+
+def clear_caches() -> None:
+    """Forget recognised files, loaded models and detectors (tests; frees memory)."""
+    with _lock:
+        _kinds.clear()
+        _models.clear()
+        _detectors.clear()
+
+
+def classify(path: str) -> ArchSpec | None:
+    """The network in a checkpoint file, from its keys and shapes (``None``: not ours)."""
+    sig = _signature(path)
+    with _lock:
+        hit = _kinds.get(path)
+        if hit is not None and hit[0] == sig:
+            return hit[1]
+    try:
+        sd, _ = peek_state_dict(path)
+        spec = detect_architecture(sd)
+        del sd
+    except OldPhotoError as exc:
+        log.warning("oldphoto: skipping %s: %s", path, exc)
+        spec = None
+    with _lock:
+        _kinds[path] = (sig, spec)
+    return spec
+
+
+def files_of_kind(kind: str) -> list[str]:
+    """Listed names of the files in ``models/oldphoto`` that hold a network of ``kind``."""
+    out = []
+    for name in compat.list_models():
+        path = compat.full_model_path(name)
+        if path is not None:
+            spec = classify(path)
+            if spec is not None and spec.kind == kind:
+                out.append(name)
+    return out
+
+
+def _loader_for(kind: str) -> str:
+    return next((cls.DISPLAY_NAME for cls in _MODEL_LOADERS if cls.KIND == kind), kind)
+
+
+def check_model_file(name: str, kind: str) -> bool | str:
+    """``True`` when ``name`` is a file of ``kind`` in the model folders, else the reason."""
+    if not isinstance(name, str) or not name:
+        return f"no {kind} file chosen; put one in {FOLDER_HINT}"
+    path = compat.full_model_path(name)
+    if path is None:
+        known = files_of_kind(kind)
+        listed = ", ".join(known[:8]) + (" ..." if len(known) > 8 else "") if known else "none"
+        return (f"'{name}' not found in the oldphoto model folders "
+                f"({', '.join(compat.model_folders())}). Put the file in {FOLDER_HINT}. "
+                f"{kind} files found there: {listed}")
+    spec = classify(path)
+    if spec is None:
+        return (f"'{name}' is not a network oldphoto knows (not one of the published "
+                f"checkpoints of Bringing Old Photos Back to Life, or unreadable)")
+    if spec.kind != kind:
+        return (f"'{name}' holds a {spec.title} ({spec.published_as}), not a {kind} model: "
+                f"load it with the '{_loader_for(spec.kind)}' node")
+    return True
+
+
+def load_cached(name: str, kind: str) -> tuple[ModelDescriptor, str]:
+    """Load (once per path + mtime + size) the model file ``name`` of ``kind``.
+
+    Returns:
+        ``(descriptor, full path)``; the model is on the offload device, in eval mode.
+
+    Raises:
+        InputError: the file is missing or of another kind.
+        CheckpointError: the file cannot be read or does not fit the recognised network.
+    """
+    ok = check_model_file(name, kind)
+    if ok is not True:
+        raise InputError(ok)
+    path = compat.full_model_path(name)
+    return load_path_cached(path, kind), path
+
+
+def load_path_cached(path: str | os.PathLike[str], expect: str) -> ModelDescriptor:
+    """Load a checkpoint once per path + mtime + size (``expect``: a kind or an arch id)."""
+    path = os.fspath(path)
+    sig = _signature(path)
+    with _lock:
+        hit = _models.get(path)
+    if hit is not None and hit[0] == sig:
+        desc = hit[1]
+        if expect not in (desc.arch.kind, desc.arch.id):
+            raise CheckpointError(f"{path}: expected a {expect} checkpoint, but this file holds "
+                                  f"a {desc.arch.title} ({desc.arch.published_as})")
+        return desc
+    desc = load_model(path, expect=expect, device=compat.offload_device())
+    with _lock:
+        _models[path] = (sig, desc)
+    log.info("oldphoto: loaded %s from %s", desc.arch.title, path)
+    return desc
+
+
+def _file_state(name: str) -> str:
+    path = compat.full_model_path(name) if isinstance(name, str) else None
+    if path is None:
+        return ""
+    mtime, size = _signature(path)
+    return f"{path}:{mtime}:{size}"
+
+
+class _ModelLoader:
+    """Shared body of the four checkpoint loaders."""
+
+    KIND = ""
+    TYPE = ""
+    DISPLAY_NAME = ""
+    FILE_TOOLTIP = ""
+    OUTPUT_TOOLTIP = ""
+    CATEGORY = LOADERS_CATEGORY
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model_name": (files_of_kind(cls.KIND),
+                                            {"tooltip": cls.FILE_TOOLTIP})}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name):
+        return check_model_file(model_name, cls.KIND)
+
+    @classmethod
+    def IS_CHANGED(cls, model_name, **_):
+        return _file_state(model_name)
+
+    def load(self, model_name):
+        desc, _ = load_cached(model_name, self.KIND)
+        return (OldPhotoModel(desc, model_name),)
+
+
+class OldPhotoScratchModelLoader(_ModelLoader):
+    KIND = "scratch_detector"
+    TYPE = SCRATCH_MODEL
+    RETURN_TYPES = (SCRATCH_MODEL,)
+    RETURN_NAMES = ("scratch_model",)
+    DISPLAY_NAME = "Load Old Photo Scratch Detector"
+    FILE_TOOLTIP = ("The scratch detection U-Net: the published "
+                    "Global/checkpoints/detection/FT_Epoch_latest.pt (or a copy/conversion).")
+    OUTPUT_TOOLTIP = "The scratch detector, for 'Detect Scratches' and 'Restore Old Photo'."
+    OUTPUT_TOOLTIPS = (OUTPUT_TOOLTIP,)
+    DESCRIPTION = "Loads the scratch detection network from models/oldphoto."
+
+
+class OldPhotoVAELoader(_ModelLoader):
+    KIND = "vae"
+    TYPE = VAE
+    RETURN_TYPES = (VAE,)
+    RETURN_NAMES = ("vae",)
+    DISPLAY_NAME = "Load Old Photo VAE"
+    FILE_TOOLTIP = ("A VAE of the paper. VAE_A_quality/latest_net_G.pth encodes old photos (for "
+                    "'Encode Old Photo'); VAE_B_quality/latest_net_G.pth decodes after the "
+                    "quality mapping and VAE_B_scratch/latest_net_G.pth after the scratch or HR "
+                    "mapping (for 'Decode Clean Photo'). The three files have the same "
+                    "architecture: the file you pick decides the role.")
+    OUTPUT_TOOLTIP = "The VAE (its role is the file's: A encodes, B decodes)."
+    OUTPUT_TOOLTIPS = (OUTPUT_TOOLTIP,)
+    DESCRIPTION = "Loads one of the three VAEs (VAE_A_quality, VAE_B_quality, VAE_B_scratch)."
+
+
+class OldPhotoMappingLoader(_ModelLoader):
+    KIND = "mapping"
+    TYPE = MAPPING
+    RETURN_TYPES = (MAPPING,)
+    RETURN_NAMES = ("mapping",)
+    DISPLAY_NAME = "Load Old Photo Mapping"
+    FILE_TOOLTIP = ("A latent mapping network: mapping_quality (no mask; decode with "
+                    "VAE_B_quality), mapping_scratch (partial non-local, needs the scratch mask; "
+                    "decode with VAE_B_scratch) or mapping_Patch_Attention (HR, needs the mask; "
+                    "decode with VAE_B_scratch). Recognised from the weights.")
+    OUTPUT_TOOLTIP = "The mapping network for 'Old Photo Latent Map'."
+    OUTPUT_TOOLTIPS = (OUTPUT_TOOLTIP,)
+    DESCRIPTION = "Loads a mapping network (quality, scratch or HR patch attention)."
+
+
+FACE_SIZES = ("auto", "256", "512")
+
+
+def _face_size(choice: str, name: str) -> int:
+    if choice == "auto":
+        low = name.lower()
+        size = 512 if ("512" in low or "facesr" in low) else 256
+        log.info("oldphoto: face model '%s' runs at %d px (face_size auto, from the file name; "
+                 "set it explicitly if this is wrong)", name, size)
+        return size
+    return int(choice)
+
+
+class OldPhotoFaceModelLoader(_ModelLoader):
+    KIND = "face_enhancer"
+    TYPE = FACE_MODEL
+    RETURN_TYPES = (FACE_MODEL,)
+    RETURN_NAMES = ("face_model",)
+    DISPLAY_NAME = "Load Old Photo Face Enhancer"
+    FILE_TOOLTIP = ("The SPADE face generator: Face_Enhancement/checkpoints/Setting_9_epoch_100/"
+                    "latest_net_G.pth (256 px) or FaceSR_512/latest_net_G.pth (512 px).")
+    OUTPUT_TOOLTIP = "The face enhancer with its crop size, for 'Enhance Faces'."
+    OUTPUT_TOOLTIPS = (OUTPUT_TOOLTIP,)
+    DESCRIPTION = ("Loads the face enhancement generator. Both published files have the same "
+                   "weights layout, so the crop size is chosen here.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        spec = super().INPUT_TYPES()
+        spec["required"]["face_size"] = (FACE_SIZES, {
+            "default": "auto",
+            "tooltip": "Crop size the model was trained for: 256 for Setting_9_epoch_100, 512 "
+                       "for FaceSR_512. 'auto' picks 512 when the file or folder name says 512 "
+                       "or FaceSR, else 256. Must match 'Detect Faces'."})
+        return spec
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name, face_size="auto"):
+        if face_size not in FACE_SIZES:
+            return f"face_size must be one of {FACE_SIZES}, got {face_size!r}"
+        return check_model_file(model_name, cls.KIND)
+
+    def load(self, model_name, face_size="auto"):
+        desc, _ = load_cached(model_name, self.KIND)
+        return (OldPhotoModel(desc, model_name, face_size=_face_size(face_size, model_name)),)
+
+
+# -- face detector ------------------------------------------------------------------------------
+
+DETECTOR_BACKENDS = ("auto", "insightface", "dlib")
+DEFAULT_PACK = "buffalo_l"
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def insightface_packs() -> list[str]:
+    """insightface model packs (``models/insightface/models/<pack>``), ``buffalo_l`` first."""
+    packs = {DEFAULT_PACK}
+    for folder in compat.insightface_folders():
+        base = os.path.join(folder, "models")
+        if os.path.isdir(base):
+            packs.update(d for d in os.listdir(base) if os.path.isdir(os.path.join(base, d)))
+    return [DEFAULT_PACK] + sorted(packs - {DEFAULT_PACK})
+
+
+def insightface_root(pack: str) -> str | None:
+    """The first insightface folder holding ``pack``'s detector, else the first folder."""
+    folders = compat.insightface_folders()
+    for folder in folders:
+        try:
+            find_insightface_model(folder, pack=pack)
+            return folder
+        except OldPhotoError:
+            continue
+    return folders[0] if folders else None
+
+
+def _backend_problem(backend: str, pack: str) -> str | None:
+    insight_ok = _has("insightface") and _has("onnxruntime")
+    dlib_ok = _has("dlib") and _has("face_recognition_models")
+    root = insightface_root(pack)
+    has_files = False
+    if root is not None:
+        try:
+            find_insightface_model(root, pack=pack)
+            has_files = True
+        except OldPhotoError:
+            pass
+    hint = 'pip install "oldphoto[faces]" (or the face packages in requirements.txt)'
+    if backend == "insightface":
+        if not insight_ok:
+            return f"the insightface backend needs the insightface and onnxruntime packages: {hint}"
+        if not has_files:
+            where = ", ".join(os.path.join(f, "models", pack) for f in
+                              compat.insightface_folders())
+            return f"insightface: det_10g.onnx of the '{pack}' pack not found in {where}"
+    elif backend == "dlib":
+        if not dlib_ok:
+            return f"the dlib backend needs dlib-bin and face-recognition-models: {hint}"
+    elif not (dlib_ok or (insight_ok and has_files)):
+        return (f"no face detector available: install dlib-bin and face-recognition-models "
+                f"({hint}), or insightface + onnxruntime with det_10g.onnx in "
+                f"models/insightface/models/{pack}/")
+    return None
+
+
+class OldPhotoFaceDetectorLoader:
+    DISPLAY_NAME = "Load Old Photo Face Detector"
+    CATEGORY = LOADERS_CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = (FACE_DETECTOR,)
+    RETURN_NAMES = ("face_detector",)
+    OUTPUT_TOOLTIPS = ("A face detector giving boxes and 5 landmarks, for 'Detect Faces'.",)
+    DESCRIPTION = ("Creates a face detector: insightface SCRFD (det_10g.onnx from "
+                   "models/insightface/models/<pack>/, never downloaded) or dlib (HOG + 68-point "
+                   "predictor, as the reference).")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "backend": (DETECTOR_BACKENDS, {
+                "default": "auto",
+                "tooltip": "insightface (SCRFD, more faces, needs det_10g.onnx), dlib (what the "
+                           "reference uses) or auto (insightface when its files are there, "
+                           "else dlib)."}),
+            "insightface_pack": (insightface_packs(), {
+                "default": DEFAULT_PACK,
+                "tooltip": "insightface model pack folder under models/insightface/models/ "
+                           "holding det_10g.onnx (ignored by dlib)."}),
+            "threshold": ("FLOAT", {
+                "default": 0.5, "min": 0.05, "max": 0.99, "step": 0.01,
+                "tooltip": "insightface detection score threshold (ignored by dlib)."}),
+        }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, backend, insightface_pack=DEFAULT_PACK, threshold=0.5):
+        if backend not in DETECTOR_BACKENDS:
+            return f"backend must be one of {DETECTOR_BACKENDS}, got {backend!r}"
+        if not isinstance(insightface_pack, str) or not insightface_pack or \
+                os.sep in insightface_pack or insightface_pack.startswith("."):
+            return f"insightface_pack must be a folder name, got {insightface_pack!r}"
+        problem = _backend_problem(backend, insightface_pack)
+        return True if problem is None else problem
+
+    def load(self, backend, insightface_pack=DEFAULT_PACK, threshold=0.5):
+        root = insightface_root(insightface_pack)
+        key = (backend, root, insightface_pack, float(threshold))
+        with _lock:
+            det = _detectors.get(key)
+        if det is None:
+            det = make_face_detector(backend, insightface_root=root, pack=insightface_pack,
+                                     threshold=float(threshold))
+            with _lock:
+                _detectors[key] = det
+        return (FaceDetectorHandle(det, getattr(det, "name", backend)),)
+
+
+_MODEL_LOADERS = (OldPhotoScratchModelLoader, OldPhotoVAELoader, OldPhotoMappingLoader,
+                  OldPhotoFaceModelLoader)
+LOADER_NODES = {cls.__name__: cls for cls in (*_MODEL_LOADERS, OldPhotoFaceDetectorLoader)}

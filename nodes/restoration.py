@@ -1,0 +1,298 @@
+"""Global restoration as four composable nodes (paper §3.1-3.3): detect scratches, encode the old
+photo with VAE_A, map the latent into the clean space, decode with VAE_B.
+
+Each node loops over the batch (one image at a time: memory stays bounded, the progress bar
+moves and the cancel button works between images) and calls the core stage; no maths here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from oldphoto_core.errors import InputError
+from oldphoto_core.stages import (
+    OldPhotoLatent,
+    decode_clean,
+    detect_scratches,
+    dilate_mask,
+    encode_old,
+    map_latent,
+)
+
+from . import comfy_compat as compat
+from .convert import fit_mask, image_to_nchw, mask_to_nchw, nchw_to_image, nchw_to_mask, to_rgb
+from .runtime import Steps, expect_model, models_on_device
+from .types import BOOLEAN, CATEGORY, FLOAT, IMAGE, INT, LATENT, MAPPING, MASK, SCRATCH_MODEL, VAE
+
+log = logging.getLogger("oldphoto")
+
+__all__ = ["RESTORATION_NODES", "OldPhotoDetectScratches", "OldPhotoLatentMap",
+           "OldPhotoVAEDecodeClean", "OldPhotoVAEEncodeOld", "latent_from_payload"]
+
+
+def latent_from_payload(payload: object, *, node: str) -> OldPhotoLatent:
+    """The :class:`OldPhotoLatent` in an OLDPHOTO_LATENT dict (clear error otherwise)."""
+    if not isinstance(payload, dict) or not {"samples", "domain", "image_size",
+                                             "working_size"} <= payload.keys():
+        raise InputError(f"{node}: expected an OLDPHOTO_LATENT from 'Encode Old Photo', got "
+                         f"{type(payload).__name__}")
+    return OldPhotoLatent.from_dict(payload)
+
+
+def _payload(latent: OldPhotoLatent, samples: torch.Tensor, **extra) -> dict:
+    d = OldPhotoLatent(samples.detach().to(compat.intermediate_device()), latent.domain,
+                       latent.image_size, latent.working_size, latent.padding).as_dict()
+    d.update(extra)
+    return d
+
+
+def _here() -> torch.device:
+    """Where results go as soon as they are computed (ComfyUI's intermediate device)."""
+    return compat.intermediate_device()
+
+
+def _item(latent: OldPhotoLatent, i: int) -> OldPhotoLatent:
+    return OldPhotoLatent(latent.samples[i:i + 1], latent.domain, latent.image_size,
+                          latent.working_size, latent.padding)
+
+
+def _vae_hint(name: str) -> str | None:
+    low = name.lower().replace("-", "_")
+    if "vae_a" in low:
+        return "a"
+    if "vae_b" in low:
+        return "b"
+    return None
+
+
+class OldPhotoDetectScratches:
+    DISPLAY_NAME = "Detect Scratches"
+    CATEGORY = CATEGORY
+    FUNCTION = "detect"
+    RETURN_TYPES = (MASK,)
+    RETURN_NAMES = ("scratch_mask",)
+    OUTPUT_TOOLTIPS = ("Scratch mask at the image size (1 = scratch, dust, tear), for 'Encode "
+                       "Old Photo' and 'Old Photo Latent Map'.",)
+    DESCRIPTION = ("Finds structured defects (scratches, dust, tears) with the scratch "
+                   "detection U-Net of the paper.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "image": (IMAGE, {"tooltip": "The old photos (any size, any batch)."}),
+            "scratch_model": (SCRATCH_MODEL, {
+                "tooltip": "From 'Load Old Photo Scratch Detector' (FT_Epoch_latest.pt)."}),
+            "threshold": (FLOAT, {
+                "default": 0.4, "min": 0.01, "max": 0.99, "step": 0.01,
+                "tooltip": "Probability from which a pixel counts as a scratch (0.4 as the "
+                           "reference; lower finds more)."}),
+            "dilation": (INT, {
+                "default": 0, "min": 0, "max": 16,
+                "tooltip": "Grow the mask by this many 3x3 steps. The reference's HR mode uses "
+                           "3; set it here so that Encode and Map see the same mask."}),
+        }}
+
+    def detect(self, image, scratch_model, threshold=0.4, dilation=0):
+        node = self.DISPLAY_NAME
+        model = expect_model(scratch_model, "scratch_detector", node=node,
+                             input_name="scratch_model")
+        images = image_to_nchw(image)
+        steps = Steps(images.shape[0])
+        masks = []
+        with models_on_device(model.descriptor):
+            for i in range(images.shape[0]):
+                steps.check()
+                masks.append(detect_scratches(images[i:i + 1], model.descriptor,
+                                              threshold=float(threshold),
+                                              dilation=int(dilation)).to(_here()))
+                steps.advance()
+        return (nchw_to_mask(torch.cat(masks)),)
+
+
+class OldPhotoVAEEncodeOld:
+    DISPLAY_NAME = "Encode Old Photo"
+    CATEGORY = CATEGORY
+    FUNCTION = "encode"
+    RETURN_TYPES = (LATENT,)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("The photo in VAE_A's latent space (domain 'old'), with its size, for "
+                       "'Old Photo Latent Map'.",)
+    DESCRIPTION = ("Encodes old photos with VAE_A (VAE_A_quality). With a scratch mask, scratch "
+                   "pixels are painted white first, as the reference does.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": (IMAGE, {"tooltip": "The old photos (alpha is ignored)."}),
+                "vae": (VAE, {"tooltip": "VAE_A_quality/latest_net_G.pth (the old-photo "
+                                         "encoder) from 'Load Old Photo VAE'."}),
+                "fit": (("resize", "pad"), {
+                    "default": "resize",
+                    "tooltip": "Sizes that are not multiples of 4: 'resize' (bilinear, the "
+                               "reference's rule) or 'pad' (reflect-pad, cropped again by "
+                               "the decoder)."}),
+            },
+            "optional": {
+                "mask": (MASK, {"tooltip": "Scratch mask from 'Detect Scratches' for the "
+                                           "scratch/HR mappings; another size is resized."}),
+            },
+        }
+
+    def encode(self, image, vae, fit="resize", mask=None):
+        node = self.DISPLAY_NAME
+        model = expect_model(vae, "vae", node=node, input_name="vae")
+        if _vae_hint(model.name) == "b":
+            log.warning("%s: '%s' looks like a VAE_B (a decoder); old photos are encoded with "
+                        "VAE_A_quality", node, model.name)
+        if fit not in ("resize", "pad"):
+            raise InputError(f"{node}: fit must be 'resize' or 'pad', got {fit!r}")
+        images = to_rgb(image_to_nchw(image), node=node)
+        b, _, h, w = images.shape
+        masks = None if mask is None else fit_mask(mask_to_nchw(mask), b, (h, w), node=node)
+        steps = Steps(b)
+        parts: list[OldPhotoLatent] = []
+        with models_on_device(model.descriptor):
+            for i in range(b):
+                steps.check()
+                m = None if masks is None else masks[i:i + 1]
+                parts.append(encode_old(images[i:i + 1], model.descriptor, mask=m, fit=fit))
+                steps.advance()
+        samples = torch.cat([p.samples.to(_here()) for p in parts])
+        return (_payload(parts[0], samples),)
+
+
+class OldPhotoLatentMap:
+    DISPLAY_NAME = "Old Photo Latent Map"
+    CATEGORY = CATEGORY
+    FUNCTION = "map"
+    RETURN_TYPES = (LATENT,)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("The latent translated into the clean-photo space (domain 'clean'), for "
+                       "'Decode Clean Photo'.",)
+    DESCRIPTION = ("Translates an old-photo latent into the latent space of clean photos (the "
+                   "paper's mapping network). The scratch and HR mappings repair the masked "
+                   "regions with their (partial) non-local attention and need the mask.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "latent": (LATENT, {"tooltip": "From 'Encode Old Photo' (domain 'old')."}),
+                "mapping": (MAPPING, {"tooltip": "From 'Load Old Photo Mapping': "
+                                                 "mapping_quality, mapping_scratch or "
+                                                 "mapping_Patch_Attention (HR)."}),
+                "mask_dilation": (INT, {
+                    "default": 0, "min": 0, "max": 16,
+                    "tooltip": "Grow the mask by this many 3x3 steps before mapping. The "
+                               "reference's HR mode grows it by 3 before encoding and "
+                               "mapping: prefer 'dilation' on 'Detect Scratches' so that "
+                               "Encode paints the same holes; use this for masks from "
+                               "elsewhere."}),
+            },
+            "optional": {
+                "mask": (MASK, {"tooltip": "The scratch mask given to 'Encode Old Photo'. "
+                                           "Required by mapping_scratch and the HR mapping, "
+                                           "ignored by mapping_quality. Another size is "
+                                           "resized."}),
+            },
+        }
+
+    def map(self, latent, mapping, mask_dilation=0, mask=None):
+        node = self.DISPLAY_NAME
+        model = expect_model(mapping, "mapping", node=node, input_name="mapping")
+        lat = latent_from_payload(latent, node=node)
+        if lat.domain != "old":
+            raise InputError(f"{node}: this latent is already in the '{lat.domain}' domain "
+                             "(it was mapped before); map only latents from 'Encode Old Photo'")
+        desc = model.descriptor
+        needs_mask = "mask" in desc.arch.tags
+        b = lat.samples.shape[0]
+        masks = None
+        if needs_mask:
+            if mask is None:
+                raise InputError(f"{node}: the {desc.arch.title} ('{model.name}') needs the "
+                                 "scratch mask: connect the MASK of 'Detect Scratches' (the "
+                                 "one given to 'Encode Old Photo'), or use mapping_quality")
+            masks = fit_mask(mask_to_nchw(mask), b, lat.image_size, node=node,
+                             target="the encoded image")
+            if mask_dilation:
+                masks = dilate_mask(masks, int(mask_dilation))
+        elif mask is not None:
+            log.info("%s: the %s takes no mask; the mask is ignored", node, desc.arch.title)
+        steps = Steps(b)
+        out = []
+        with models_on_device(desc):
+            for i in range(b):
+                steps.check()
+                m = None if masks is None else masks[i:i + 1]
+                out.append(map_latent(_item(lat, i), desc, mask=m).samples.to(_here()))
+                steps.advance()
+        clean = OldPhotoLatent(lat.samples, "clean", lat.image_size, lat.working_size,
+                               lat.padding)
+        return (_payload(clean, torch.cat(out), mapping=desc.arch.id),)
+
+
+class OldPhotoVAEDecodeClean:
+    DISPLAY_NAME = "Decode Clean Photo"
+    CATEGORY = CATEGORY
+    FUNCTION = "decode"
+    RETURN_TYPES = (IMAGE,)
+    RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("The restored photos (RGB, the encoded size unless restore_size is "
+                       "off).",)
+    DESCRIPTION = "Decodes a mapped (clean) latent with VAE_B into the restored photo."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "latent": (LATENT, {"tooltip": "From 'Old Photo Latent Map' (domain 'clean')."}),
+            "vae": (VAE, {"tooltip": "VAE_B_quality/latest_net_G.pth after mapping_quality, "
+                                     "VAE_B_scratch/latest_net_G.pth after mapping_scratch or "
+                                     "the HR mapping (from 'Load Old Photo VAE')."}),
+            "stretch": (("reference", "none"), {
+                "default": "reference",
+                "tooltip": "'reference': stretch each image to the full 0..1 range, as the "
+                           "reference saves its results; 'none': the network's output as is."}),
+            "restore_size": (BOOLEAN, {
+                "default": True,
+                "tooltip": "Give back the size that was encoded (undo the multiple-of-4 "
+                           "resize or padding); off keeps the working size, as the "
+                           "reference."}),
+        }}
+
+    def decode(self, latent, vae, stretch="reference", restore_size=True):
+        node = self.DISPLAY_NAME
+        model = expect_model(vae, "vae", node=node, input_name="vae")
+        lat = latent_from_payload(latent, node=node)
+        if lat.domain != "clean":
+            raise InputError(f"{node}: this latent is in the '{lat.domain}' domain: map it with "
+                             "'Old Photo Latent Map' before decoding")
+        if stretch not in ("reference", "none"):
+            raise InputError(f"{node}: stretch must be 'reference' or 'none', got {stretch!r}")
+        hint = _vae_hint(model.name)
+        mapped = latent.get("mapping")
+        if hint == "a":
+            log.warning("%s: '%s' looks like VAE_A (the encoder); decode with VAE_B_quality or "
+                        "VAE_B_scratch", node, model.name)
+        elif hint == "b" and mapped:
+            wants = "quality" if mapped == "mapping_quality" else "scratch"
+            if wants not in model.name.lower():
+                log.warning("%s: a latent from %s is normally decoded with VAE_B_%s, got '%s'",
+                            node, mapped, wants, model.name)
+        b = lat.samples.shape[0]
+        steps = Steps(b)
+        out = []
+        with models_on_device(model.descriptor):
+            for i in range(b):
+                steps.check()
+                out.append(decode_clean(_item(lat, i), model.descriptor, stretch=stretch,
+                                        restore_size=bool(restore_size)).to(_here()))
+                steps.advance()
+        return (nchw_to_image(torch.cat(out)),)
+
+
+RESTORATION_NODES = {cls.__name__: cls for cls in (
+    OldPhotoDetectScratches, OldPhotoVAEEncodeOld, OldPhotoLatentMap, OldPhotoVAEDecodeClean)}

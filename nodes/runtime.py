@@ -1,0 +1,128 @@
+"""What every runner node shares: the model handles passed between nodes, device moves, progress
+and interruption."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from oldphoto_core.errors import InputError
+from oldphoto_core.loading import ModelDescriptor
+
+from . import comfy_compat as compat
+
+log = logging.getLogger("oldphoto")
+
+__all__ = ["FaceDetectorHandle", "OldPhotoModel", "Steps", "expect_model", "models_on_device"]
+
+# Activation memory asked for on top of the weights when a model goes to an accelerator: a rough
+# upper bound for a ~1 Mpx photo through the mapping (ComfyUI frees other models to make room).
+_WORKING_MEMORY = 1536 * 2**20
+
+
+@dataclass(frozen=True, eq=False)
+class OldPhotoModel:
+    """A loaded checkpoint as passed between nodes (OLDPHOTO_VAE, _MAPPING, ...).
+
+    Attributes:
+        descriptor: the core's model (shared with the loader's cache; nodes never change its
+            weights, only move it to the device while they run it).
+        name: the file as listed in ``models/oldphoto``.
+        face_size: face models only: the crop size the model runs at (256 or 512).
+    """
+
+    descriptor: ModelDescriptor
+    name: str
+    face_size: int | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.descriptor.arch.kind
+
+    @property
+    def title(self) -> str:
+        return self.descriptor.arch.title
+
+    def __repr__(self) -> str:
+        size = f", {self.face_size} px" if self.face_size else ""
+        return f"OldPhotoModel({self.descriptor.arch.id}, {self.name!r}{size})"
+
+
+@dataclass(frozen=True, eq=False)
+class FaceDetectorHandle:
+    """An OLDPHOTO_FACE_DETECTOR: the core's detector plus how it was chosen."""
+
+    detector: object
+    backend: str
+
+    def __repr__(self) -> str:
+        return f"FaceDetectorHandle({self.backend})"
+
+
+def expect_model(value: object, kind: str, *, node: str, input_name: str) -> OldPhotoModel:
+    """Check that ``value`` is a loaded model of ``kind`` (a wrong link gives a clear error)."""
+    if not isinstance(value, OldPhotoModel):
+        raise InputError(f"{node}: input '{input_name}' expects a model from an oldphoto loader "
+                         f"node, got a {type(value).__name__}")
+    if value.kind != kind:
+        raise InputError(f"{node}: input '{input_name}' expects a {kind} model, but "
+                         f"'{value.name}' holds a {value.title}")
+    return value
+
+
+def _nbytes(desc: ModelDescriptor) -> int:
+    return sum(t.numel() * t.element_size() for t in desc.model.state_dict().values())
+
+
+@contextmanager
+def models_on_device(*models: ModelDescriptor) -> Iterator[torch.device]:
+    """Move models to ComfyUI's device for the duration of a ``with`` block, and back after.
+
+    On an accelerator, ComfyUI is first asked to free memory for the weights plus working
+    memory. Models go back to the offload device in a ``finally``, so an error or an interrupt
+    never leaves them on the GPU.
+    """
+    device = compat.get_torch_device()
+    offload = compat.offload_device()
+    todo: list[ModelDescriptor] = []
+    for m in models:  # descriptors are unhashable dataclasses: dedupe by identity
+        if m is not None and not any(m is t for t in todo):
+            todo.append(m)
+    if device.type != "cpu":
+        compat.free_memory(sum(_nbytes(m) for m in todo) + _WORKING_MEMORY, device)
+    moved: list[ModelDescriptor] = []
+    try:
+        for m in todo:
+            if m.device != device:
+                m.to(device)
+                moved.append(m)
+        yield device
+    finally:
+        for m in moved:
+            m.to(offload)
+        if moved and device.type != "cpu":
+            compat.soft_empty_cache()
+
+
+class Steps:
+    """A ComfyUI progress bar plus the interrupt check, for loops over images or faces."""
+
+    def __init__(self, total: int) -> None:
+        self.total = max(int(total), 1)
+        self.bar = compat.ProgressBar(self.total)
+
+    def check(self) -> None:
+        """Raise if the user cancelled (call before each unit of work)."""
+        compat.throw_if_interrupted()
+
+    def advance(self, n: int = 1) -> None:
+        self.bar.update(n)
+
+    def absolute(self, done: int, total: int | None = None) -> None:
+        """``progress(done, total)`` callback of the core: check the interrupt, move the bar."""
+        compat.throw_if_interrupted()
+        self.bar.update_absolute(done, total)
