@@ -118,6 +118,8 @@ def blend_window(face: Face, height: int, width: int) -> BlendWindow:
     if face.matrix is None or face.face_size is None:
         raise InputError("blend: the face has not been aligned (matrix is None)")
     top, left, bottom, right = _window(face.matrix, face.face_size, height, width)
+    if bottom <= top or right <= left:  # the crop lies entirely outside the image
+        return BlendWindow(top, left, np.zeros((max(0, bottom - top), max(0, right - left))))
     mask = _footprint(face.matrix, face.face_size, height, width, top, left, bottom - top,
                       right - left)
     mask = cv2.erode(mask * 255.0, _ERODE_KERNEL, iterations=_ERODE_ITERATIONS)
@@ -174,6 +176,11 @@ def blend_faces(images: torch.Tensor, faces: list[list[Face]]) -> torch.Tensor:
             continue
         if any(f.enhanced is None or f.matrix is None for f in item):
             raise InputError("blend_faces: every face must be aligned and enhanced first")
+        bad = [tuple(f.enhanced.shape) for f in item
+               if tuple(f.enhanced.shape) != (3, f.face_size, f.face_size)]
+        if bad:
+            raise InputError(f"blend_faces: enhanced crops must be [3, S, S] with S the face's "
+                             f"face_size, got {bad}")
         q = quantize(to_rgb(images[i:i + 1]))
         for face in item:
             _blend_one(out, i, q, face, h, w, c)
@@ -182,7 +189,7 @@ def blend_faces(images: torch.Tensor, faces: list[list[Face]]) -> torch.Tensor:
 
 def _blend_one(out: torch.Tensor, i: int, q: torch.Tensor, face: Face, h: int, w: int,
                c: int) -> None:
-    size = face.face_size or face.enhanced.shape[-1]
+    size = face.face_size
     mats = torch.from_numpy(face.matrix)[None]
     orig = warp_to_crops(q, torch.zeros(1, dtype=torch.long, device=q.device), mats, size,
                          scale_01=False)[0]

@@ -71,12 +71,15 @@ def face_case(parity: Path) -> tuple[Path, dict]:
 
 
 @pytest.fixture(scope="session")
-def spade256(face_case, synth):
-    """The face generator with the synthetic weights the pipeline run used (built once)."""
-    _, run = face_case
-    seed = run["checkpoints_written"]["face_spade_256"]["seed"]
-    sd = synth("manifests/face_spade_256.json", seed)
-    return model_from_state_dict(sd, source="synthetic face_spade_256", expect="face_enhancer")
+def face_model(face_case, synth):
+    """The face generator with the synthetic weights the pipeline run used (built once); its
+    size (256 or 512) is read from the run's aligned crops."""
+    folder, run = face_case
+    kit = folder.parent.parent
+    size = load_rgb(kit / run["files"]["aligned_1"]).shape[0]
+    name = f"face_spade_{size}"
+    sd = synth(f"manifests/{name}.json", run["checkpoints_written"][name]["seed"])
+    return model_from_state_dict(sd, source=f"synthetic {name}", expect="face_enhancer")
 
 
 @pytest.fixture(scope="session")

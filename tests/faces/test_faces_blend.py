@@ -119,6 +119,18 @@ def test_no_faces_and_errors():
         blend_window(face, 20, 30)
 
 
+def test_face_outside_the_image_and_wrong_crop_size():
+    rng = np.random.default_rng(8)
+    image = rng.integers(0, 256, (60, 70, 3)).astype(np.uint8)
+    x, faces, _ = make_faces(rng, image, [landmarks((35, 30), 25)], 64)
+    away = faces[0].with_(matrix=faces[0].matrix @ np.array([[1, 0, 900], [0, 1, 0], [0, 0, 1]]))
+    assert blend_window(away, 60, 70).weight.size == 0
+    assert torch.equal(blend_faces(x, [[away]]), x)
+    small = faces[0].with_(enhanced=faces[0].enhanced[:, :32, :32])
+    with pytest.raises(InputError, match="face_size"):
+        blend_faces(x, [[small]])
+
+
 def test_gray_and_rgba_keep_their_channels():
     rng = np.random.default_rng(6)
     gray_u8 = rng.integers(0, 256, (100, 120, 1)).astype(np.uint8)

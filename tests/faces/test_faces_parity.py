@@ -31,7 +31,8 @@ def case(face_case, helpers):
     files = run["files"]
     n = len(run["faces"])
     image = helpers.load_rgb(kit / files["input"])
-    return dict(run=run, image=image, x=helpers.to_nchw(image),
+    aligned_1 = helpers.load_rgb(kit / files["aligned_1"])
+    return dict(run=run, image=image, x=helpers.to_nchw(image), size=aligned_1.shape[0],
                 aligned=[helpers.load_rgb(kit / files[f"aligned_{k}"]) for k in range(1, n + 1)],
                 enhanced=[helpers.load_rgb(kit / files[f"enhanced_{k}"])
                           for k in range(1, n + 1)],
@@ -39,8 +40,8 @@ def case(face_case, helpers):
 
 
 @pytest.fixture(scope="module")
-def restored(case, dlib_detector, spade256):
-    return restore_faces(case["x"], dlib_detector, spade256, face_size=256)
+def restored(case, dlib_detector, face_model):
+    return restore_faces(case["x"], dlib_detector, face_model, face_size=case["size"])
 
 
 def test_detections_match(case, dlib_detector):
@@ -53,12 +54,13 @@ def test_detections_match(case, dlib_detector):
 
 
 def test_similarity_matches(case, dlib_detector):
-    faces = align_faces(case["x"], detect_faces(case["x"], dlib_detector), face_size=256)[0]
+    size = case["size"]
+    faces = align_faces(case["x"], detect_faces(case["x"], dlib_detector), face_size=size)[0]
     for f, r in zip(faces, case["run"]["faces"], strict=True):
         np.testing.assert_allclose(f.matrix, np.array(r["similarity_aligned_to_original"]),
                                    rtol=0, atol=1e-9)
         # least squares: the template's centroid lands exactly on the landmarks' centroid
-        tpl = np.c_[face_template(256), np.ones(5)] @ f.matrix.T
+        tpl = np.c_[face_template(size), np.ones(5)] @ f.matrix.T
         np.testing.assert_allclose(tpl[:, :2].mean(0), f.landmarks.mean(0), atol=1e-9)
 
 
@@ -70,7 +72,7 @@ def test_aligned_crops(case, restored, helpers):
         assert helpers.psnr(ours, ref) >= 45.0
 
 
-def test_enhanced_from_reference_crops(case, restored, spade256):
+def test_enhanced_from_reference_crops(case, restored, face_model):
     _, faces = restored
     crops = torch.stack([torch.from_numpy(a).permute(2, 0, 1).float() / 255
                          for a in case["aligned"]])
@@ -78,7 +80,7 @@ def test_enhanced_from_reference_crops(case, restored, spade256):
     if torch.equal(crops, ours_aligned):  # same input, deterministic network: reuse the run
         out = torch.stack([f.enhanced for f in faces[0]])
     else:
-        out = enhance_crops(crops, spade256)
+        out = enhance_crops(crops, face_model)
     for k, ref in enumerate(case["enhanced"]):
         ours = torch.floor(out[k] * 255 + 0.5).clamp(0, 255).permute(1, 2, 0).numpy()
         diff = np.abs(ours.astype(np.int64) - ref.astype(np.int64))
