@@ -60,19 +60,32 @@ class Restorer:
         auto_min_coverage: in ``scratch="auto"``, the share of scratch pixels from which the
             scratch path is taken (below it the photo goes through the quality path).
         stretch: ``"reference"`` (the reference's min-max stretch of the output) or ``"none"``.
+        insightface_root: folder of insightface model packs (for ``faces="insightface"/"auto"``).
+        tile: run the convolutional stacks in exact strips: ``"on"``, ``"off"`` or ``"auto"``
+            (from ``tile_from_megapixels``). Attention stays global; results are the same up to
+            float summation order, peak memory is lower on large scans.
     """
 
     def __init__(self, models: ModelStore | str | None = None, *,
                  device: torch.device | str = "cpu", scratch_threshold: float = 0.4,
                  auto_min_coverage: float = 0.001, stretch: str = "reference",
-                 insightface_root: str | None = None) -> None:
+                 insightface_root: str | None = None, tile: str = "auto",
+                 tile_from_megapixels: float = 2.0) -> None:
         self.store = models if isinstance(models, ModelStore) else ModelStore(models,
                                                                              device=device)
         self.scratch_threshold = scratch_threshold
         self.auto_min_coverage = auto_min_coverage
         self.stretch = stretch
         self.insightface_root = insightface_root
+        if tile not in ("auto", "on", "off"):
+            raise InputError(f"tile must be 'auto', 'on' or 'off', got {tile!r}")
+        self.tile, self.tile_from_megapixels = tile, tile_from_megapixels
         self._detectors: dict[str, object] = {}
+
+    def _tile(self, image: torch.Tensor) -> bool:
+        if self.tile != "auto":
+            return self.tile == "on"
+        return image.shape[-2] * image.shape[-1] >= self.tile_from_megapixels * 1e6
 
     def face_detector(self, kind: str):
         """The face detector of this backend kind, created once."""
@@ -129,9 +142,10 @@ class Restorer:
 
     # -- stage 1 variants -------------------------------------------------------------------
     def _quality(self, rgb: torch.Tensor):
-        latent = encode_old(rgb, self.store.get("vae_a"), fit="resize")
-        clean = map_latent(latent, self.store.get("mapping_quality"))
-        working = self._decode(clean, "vae_b_quality")
+        tile = self._tile(rgb)
+        latent = encode_old(rgb, self.store.get("vae_a"), fit="resize", tile=tile)
+        clean = map_latent(latent, self.store.get("mapping_quality"), tile=tile)
+        working = self._decode(clean, "vae_b_quality", tile)
         working["input"] = pil_resize(rgb, clean.working_size, "bilinear")
         out = pil_resize(working["stretched"], tuple(rgb.shape[-2:]), "bicubic")
         mask = torch.zeros_like(rgb[:, :1])
@@ -153,16 +167,18 @@ class Restorer:
         mask = torch.where(mask.flatten(1).min(1).values.view(-1, 1, 1, 1) >= 1,
                            torch.zeros_like(mask), mask)
         net_mask = dilate_mask(mask, HR_MASK_DILATION) if hr else mask
-        latent = encode_old(work_in, self.store.get("vae_a"), mask=net_mask)
+        tile = self._tile(work_in)
+        latent = encode_old(work_in, self.store.get("vae_a"), mask=net_mask, tile=tile)
         clean = map_latent(latent, self.store.get("mapping_hr" if hr else "mapping_scratch"),
-                           mask=net_mask)
-        working = self._decode(clean, "vae_b_scratch")
+                           mask=net_mask, tile=tile)
+        working = self._decode(clean, "vae_b_scratch", tile)
         working.update(input=work_in, mask=mask)
         out = pil_resize(working["stretched"], (h, w), "bicubic")
         return out, _resize_mask(mask, (h, w)), working, "hr" if hr else "scratch"
 
-    def _decode(self, clean, role: str) -> dict[str, torch.Tensor]:
-        plain = decode_clean(clean, self.store.get(role), stretch="none", restore_size=False)
+    def _decode(self, clean, role: str, tile: bool) -> dict[str, torch.Tensor]:
+        plain = decode_clean(clean, self.store.get(role), stretch="none", restore_size=False,
+                             tile=tile)
         stretched = reference_stretch(plain) if self.stretch == "reference" else plain
         return {"restored": plain, "stretched": stretched}
 

@@ -7,11 +7,23 @@ activation layers must sit at exactly the same positions even though they hold n
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ResnetBlock", "conv_norm_relu", "instance_norm", "SpectralNormConv2d"]
+__all__ = ["ResnetBlock", "Runner", "conv_norm_relu", "instance_norm", "run_stack",
+           "SpectralNormConv2d"]
+
+#: How a convolutional stack is executed: ``runner(stack, x) -> y``. ``None`` calls the stack
+#: directly; :func:`oldphoto_core.tiling.run_tiled` computes it in exact strips.
+Runner = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+
+def run_stack(stack: nn.Module, x: torch.Tensor, runner: Runner | None = None) -> torch.Tensor:
+    """``stack(x)``, or ``runner(stack, x)`` when a runner is given."""
+    return stack(x) if runner is None else runner(stack, x)
 
 
 def instance_norm(channels: int) -> nn.InstanceNorm2d:

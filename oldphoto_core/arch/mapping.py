@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import ResnetBlock, conv_norm_relu
+from .blocks import ResnetBlock, Runner, conv_norm_relu, run_stack
 from .partial_nonlocal import PartialNonLocalBlock
 from .patch_attention import PatchAttention
 
@@ -34,7 +34,7 @@ def _tail(latent_ch: int, width: int) -> list[nn.Module]:
     chans = [min(16 * latent_ch, width), min(8 * latent_ch, width), min(4 * latent_ch, width),
              min(2 * latent_ch, width)]
     layers = [m for a, b in zip(chans, chans[1:], strict=False) for m in conv_norm_relu(a, b)]
-    return layers + [nn.Conv2d(2 * latent_ch, latent_ch, 3, 1, 1)]
+    return layers + [nn.Conv2d(chans[-1], latent_ch, 3, 1, 1)]
 
 
 class QualityMapping(nn.Module):
@@ -49,8 +49,8 @@ class QualityMapping(nn.Module):
                                    *(ResnetBlock(width) for _ in range(n_blocks)),
                                    *_tail(latent_channels, width))
 
-    def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.model(latent)
+    def forward(self, latent: torch.Tensor, runner: Runner | None = None) -> torch.Tensor:
+        return run_stack(self.model, latent, runner)
 
 
 class ScratchMapping(nn.Module):
@@ -66,8 +66,10 @@ class ScratchMapping(nn.Module):
         self.after_NL = nn.Sequential(*(ResnetBlock(width) for _ in range(n_blocks)),
                                       *_tail(latent_channels, width))
 
-    def forward(self, latent: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.after_NL(self.NL(self.before_NL(latent), mask))
+    def forward(self, latent: torch.Tensor, mask: torch.Tensor,
+                runner: Runner | None = None) -> torch.Tensor:
+        x = self.NL(run_stack(self.before_NL, latent, runner), mask, runner)
+        return run_stack(self.after_NL, x, runner)
 
 
 class PatchAttentionMapping(nn.Module):
@@ -91,11 +93,12 @@ class PatchAttentionMapping(nn.Module):
         self.after_NL = nn.Sequential(ResnetBlock(width), ResnetBlock(width),
                                       *_tail(latent_channels, width))
 
-    def forward(self, latent: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.NL_scale_1(self.before_NL(latent), mask)
-        x = self.NL_scale_2(self.res_block_1(x), mask)
-        x = self.NL_scale_3(self.res_block_2(x), mask)
-        return self.after_NL(x)
+    def forward(self, latent: torch.Tensor, mask: torch.Tensor,
+                runner: Runner | None = None) -> torch.Tensor:
+        x = self.NL_scale_1(run_stack(self.before_NL, latent, runner), mask, runner)
+        x = self.NL_scale_2(run_stack(self.res_block_1, x, runner), mask, runner)
+        x = self.NL_scale_3(run_stack(self.res_block_2, x, runner), mask, runner)
+        return run_stack(self.after_NL, x, runner)
 
     def inference_forward(self, latent: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Alias of :meth:`forward`, under the reference's name."""

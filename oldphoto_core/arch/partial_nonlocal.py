@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ResnetBlock
+from .blocks import ResnetBlock, Runner, run_stack
 
 __all__ = ["PartialNonLocalBlock", "partial_attention", "clean_indicator"]
 
@@ -149,11 +149,15 @@ class PartialNonLocalBlock(nn.Module):
         self.phi = nn.Conv2d(channels, channels, kernel_size=1)
         self.res_block = nn.Sequential(*(ResnetBlock(channels) for _ in range(3)))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor,
+                runner: Runner | None = None) -> torch.Tensor:
         b, c, h, w = x.shape
         clean = clean_indicator(mask.to(x.dtype), (h, w))
         y = partial_attention(self.theta(x).flatten(2), self.phi(x).flatten(2),
                               self.g(x).flatten(2), clean.flatten(1),
                               chunk_elements=self.chunk_elements)
-        refined = self.res_block(self.W(y.view(b, c, h, w)))
-        return clean * x + (1 - clean) * refined
+        del mask
+        refined = run_stack(self.res_block, self.W(y.view(b, c, h, w)), runner)
+        del y
+        # eq. 10: clean positions keep x, damaged ones take the refined attention result
+        return refined.mul_(1 - clean).add_(clean * x)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ResnetBlock
+from .blocks import ResnetBlock, Runner, run_stack
 
 __all__ = ["PatchAttention", "damaged_latent_mask"]
 
@@ -83,7 +83,10 @@ class PatchAttention(nn.Module):
             out.append(F.fold(patches[None], (h, w), p, stride=p)[0])
         return torch.stack(out)
 
-    def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.res_block(z)
+    def forward(self, z: torch.Tensor, mask: torch.Tensor,
+                runner: Runner | None = None) -> torch.Tensor:
+        x = run_stack(self.res_block, z, runner)
         m = damaged_latent_mask(mask.to(x.dtype), x.shape[-2:])
-        return self.F_Combine(torch.cat((z, self.compose(x, m), m), dim=1))
+        fused = torch.cat((z, self.compose(x, m), m), dim=1)
+        del x
+        return run_stack(self.F_Combine, fused, runner)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import ResnetBlock, instance_norm
+from .blocks import ResnetBlock, Runner, instance_norm, run_stack
 
 __all__ = ["OldPhotoVAE"]
 
@@ -57,13 +57,13 @@ class OldPhotoVAE(nn.Module):
             nn.ReflectionPad2d(3), nn.Conv2d(c, image_channels, kernel_size=7), nn.Tanh(),
         )
 
-    def encode(self, image: torch.Tensor) -> torch.Tensor:
+    def encode(self, image: torch.Tensor, runner: Runner | None = None) -> torch.Tensor:
         """Image in [-1, 1] ``[B, 3, H, W]`` -> latent ``[B, 64, H/4, W/4]``."""
-        return self.encoder(image)
+        return run_stack(self.encoder, image, runner)
 
-    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+    def decode(self, latent: torch.Tensor, runner: Runner | None = None) -> torch.Tensor:
         """Latent ``[B, 64, h, w]`` -> image in [-1, 1] ``[B, 3, 4h, 4w]``."""
-        return self.decoder(latent)
+        return run_stack(self.decoder, latent, runner)
 
     def forward(self, x: torch.Tensor, flow: str = "enc_dec") -> torch.Tensor:
         """``flow`` is ``'enc'``, ``'dec'`` or ``'enc_dec'``, as in the reference's call."""

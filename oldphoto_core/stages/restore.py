@@ -16,6 +16,7 @@ from ..checks import check_images, check_mask
 from ..errors import InputError
 from ..loading import ModelDescriptor
 from ..resample import pil_resize, round_to_multiple
+from ..tiling import tiled_runner
 
 __all__ = ["OldPhotoLatent", "encode_old", "map_latent", "decode_clean", "paint_holes",
            "quality_working_size", "reference_stretch", "LATENT_SCALE"]
@@ -75,8 +76,12 @@ def _to_working(image: torch.Tensor, fit: str) -> tuple[torch.Tensor, tuple[int,
     raise InputError(f"fit must be 'resize' or 'pad', got {fit!r}")
 
 
+def _runner(tile: bool, model: ModelDescriptor):
+    return tiled_runner(model.device) if tile else None
+
+
 def encode_old(image: torch.Tensor, vae: ModelDescriptor, *, mask: torch.Tensor | None = None,
-               fit: str = "resize") -> OldPhotoLatent:
+               fit: str = "resize", tile: bool = False) -> OldPhotoLatent:
     """Encode old photos into VAE_A's latent space.
 
     Args:
@@ -86,6 +91,8 @@ def encode_old(image: torch.Tensor, vae: ModelDescriptor, *, mask: torch.Tensor 
             white first, as the reference does before the partial non-local mapping.
         fit: sizes that are not multiples of 4 are ``"resize"``d (bilinear, the reference's
             rule) or reflect-``"pad"``ded (no resampling; cropped again when decoding).
+        tile: run the network in exact strips (:mod:`oldphoto_core.tiling`) to bound the
+            memory of large scans; the result is the same up to float summation order.
 
     Returns:
         An :class:`OldPhotoLatent` in the ``"old"`` domain.
@@ -96,12 +103,12 @@ def encode_old(image: torch.Tensor, vae: ModelDescriptor, *, mask: torch.Tensor 
     work, padding = _to_working(image, fit)
     x = (work * 2 - 1).to(device=vae.device, dtype=vae.dtype)
     with torch.inference_mode():
-        z = vae.model.encode(x)
+        z = vae.model.encode(x, _runner(tile, vae))
     return OldPhotoLatent(z, "old", tuple(image.shape[-2:]), tuple(work.shape[-2:]), padding)
 
 
 def map_latent(latent: OldPhotoLatent, mapping: ModelDescriptor, *,
-               mask: torch.Tensor | None = None) -> OldPhotoLatent:
+               mask: torch.Tensor | None = None, tile: bool = False) -> OldPhotoLatent:
     """Translate an old-photo latent into the clean-photo latent space.
 
     Args:
@@ -110,6 +117,7 @@ def map_latent(latent: OldPhotoLatent, mapping: ModelDescriptor, *,
         mask: ``[B, 1, H, W]`` scratch mask at the *encoded image's* size (``image_size``),
             required by the scratch and HR mappings, ignored by the quality mapping. For the HR
             mapping the reference dilates it (3x3, 3 iterations) before encoding and mapping.
+        tile: run the convolutional parts in exact strips; attention stays global.
 
     Returns:
         An :class:`OldPhotoLatent` in the ``"clean"`` domain.
@@ -125,9 +133,9 @@ def map_latent(latent: OldPhotoLatent, mapping: ModelDescriptor, *,
     with torch.inference_mode():
         if needs_mask:
             m = _mask_at_working_size(mask, latent).to(device=z.device, dtype=z.dtype)
-            out = net(z, m)
+            out = net(z, m, _runner(tile, mapping))
         else:
-            out = net(z)
+            out = net(z, _runner(tile, mapping))
     return replace(latent, samples=out, domain="clean")
 
 
@@ -158,7 +166,8 @@ def reference_stretch(image: torch.Tensor) -> torch.Tensor:
 
 
 def decode_clean(latent: OldPhotoLatent, vae: ModelDescriptor, *,
-                 stretch: str = "reference", restore_size: bool = True) -> torch.Tensor:
+                 stretch: str = "reference", restore_size: bool = True,
+                 tile: bool = False) -> torch.Tensor:
     """Decode a clean latent with VAE_B to an RGB image in 0..1.
 
     Args:
@@ -168,6 +177,7 @@ def decode_clean(latent: OldPhotoLatent, vae: ModelDescriptor, *,
             (``(y + 1) / 2`` clamped).
         restore_size: give back ``latent.image_size`` (undo the multiple-of-4 resize or padding);
             ``False`` keeps the working size (what the reference writes).
+        tile: run the decoder in exact strips to bound memory.
 
     Returns:
         ``[B, 3, H, W]`` float 0..1.
@@ -177,7 +187,7 @@ def decode_clean(latent: OldPhotoLatent, vae: ModelDescriptor, *,
                          "mapping first")
     z = latent.samples.to(device=vae.device, dtype=vae.dtype)
     with torch.inference_mode():
-        y = (vae.model.decode(z).float() + 1) / 2
+        y = vae.model.decode(z, _runner(tile, vae)).float().add_(1).div_(2)
     if stretch == "reference":
         y = reference_stretch(y)
     elif stretch == "none":
