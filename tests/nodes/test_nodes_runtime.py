@@ -1,0 +1,134 @@
+"""Layout conversion, device moves, progress and interruption (ComfyUI mocked)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from oldphoto_core.errors import InputError
+from oldphoto_pack.nodes import comfy_compat
+from oldphoto_pack.nodes.convert import (
+    fit_mask,
+    image_to_nchw,
+    mask_to_nchw,
+    nchw_to_image,
+    nchw_to_mask,
+    to_rgb,
+)
+from oldphoto_pack.nodes.runtime import Steps, models_on_device
+
+
+def test_image_round_trip_is_exact_and_leaves_input_alone(images):
+    before = images.clone()
+    x = image_to_nchw(images)
+    assert x.shape == (2, 3, 48, 40)
+    back = nchw_to_image(x * 1.0)
+    assert back.shape == images.shape and back.is_contiguous()
+    assert torch.equal(back, images) and torch.equal(images, before)
+
+
+@pytest.mark.parametrize("bad", [torch.rand(48, 40, 3), torch.rand(1, 48, 40, 2),
+                                 torch.rand(0, 8, 8, 3), "image"])
+def test_image_errors(bad):
+    with pytest.raises(InputError, match="image"):
+        image_to_nchw(bad)
+
+
+def test_mask_layouts():
+    assert mask_to_nchw(torch.ones(5, 6)).shape == (1, 1, 5, 6)
+    assert mask_to_nchw(torch.ones(2, 5, 6)).shape == (2, 1, 5, 6)
+    assert mask_to_nchw(torch.ones(2, 1, 5, 6)).shape == (2, 1, 5, 6)
+    assert nchw_to_mask(torch.full((2, 1, 5, 6), 2.0)).max() == 1.0
+    with pytest.raises(InputError, match="MASK"):
+        mask_to_nchw(torch.ones(2, 3, 5, 6))
+
+
+def test_fit_mask_resizes_with_a_warning_and_broadcasts(oldphoto_logs):
+    m = torch.zeros(1, 1, 12, 10)
+    m[..., 3:6, :] = 1
+    out = fit_mask(m, 3, (24, 20), node="Test")
+    assert out.shape == (3, 1, 24, 20)
+    assert set(out.unique().tolist()) == {0.0, 1.0}  # nearest: stays binary
+    assert "resizing" in oldphoto_logs.text and "Test" in oldphoto_logs.text
+    oldphoto_logs.clear()
+    same = fit_mask(torch.zeros(3, 1, 24, 20), 3, (24, 20), node="Test")
+    assert same.shape == (3, 1, 24, 20) and "resizing" not in oldphoto_logs.text
+    with pytest.raises(InputError, match="batch has 2"):
+        fit_mask(torch.zeros(2, 1, 24, 20), 3, (24, 20), node="Test")
+
+
+def test_to_rgb(oldphoto_logs):
+    assert to_rgb(torch.rand(1, 1, 4, 4), node="T").shape == (1, 3, 4, 4)
+    rgba = torch.rand(1, 4, 4, 4)
+    assert torch.equal(to_rgb(rgba, node="T"), rgba[:, :3])
+    assert "alpha" in oldphoto_logs.text
+
+
+class FakeDescriptor:
+    """Records device moves (a real model cannot go to a device this machine lacks)."""
+
+    def __init__(self):
+        self.device = torch.device("cpu")
+        self.moves = []
+        self.model = torch.nn.Linear(4, 4)
+
+    def to(self, device):
+        self.device = torch.device(device)
+        self.moves.append(self.device.type)
+        return self
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    calls = {"free": [], "empty": 0}
+    monkeypatch.setattr(comfy_compat, "get_torch_device", lambda: torch.device("cuda"))
+    monkeypatch.setattr(comfy_compat, "free_memory", lambda n, d: calls["free"].append(n))
+
+    def empty():
+        calls["empty"] += 1
+
+    monkeypatch.setattr(comfy_compat, "soft_empty_cache", empty)
+    return calls
+
+
+def test_models_go_to_the_device_only_while_used(fake_gpu):
+    a, b = FakeDescriptor(), FakeDescriptor()
+    with models_on_device(a, b, a, None) as device:
+        assert device.type == "cuda"
+        assert a.device.type == "cuda" and b.device.type == "cuda"
+    assert a.moves == ["cuda", "cpu"] and b.moves == ["cuda", "cpu"]
+    assert fake_gpu["free"] and fake_gpu["free"][0] > 2 * 20 * 4  # weights + working memory
+    assert fake_gpu["empty"] == 1
+
+
+def test_models_come_back_after_an_out_of_memory_error(fake_gpu):
+    a = FakeDescriptor()
+    with pytest.raises(torch.OutOfMemoryError), models_on_device(a):
+        raise torch.OutOfMemoryError("CUDA out of memory (forced)")
+    assert a.device.type == "cpu" and a.moves == ["cuda", "cpu"]
+
+
+def test_steps_progress_and_interrupt(progress):
+    steps = Steps(3)
+    steps.check()
+    steps.advance()
+    steps.absolute(2, 3)
+    assert progress[0].total == 3 and progress[0].updates == [1, 2]
+    comfy_compat.request_interrupt()
+    with pytest.raises(comfy_compat.Interrupted):
+        steps.check()
+    steps.check()  # the flag is consumed, as ComfyUI's
+
+
+def test_plain_python_folders(monkeypatch, tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.pth").write_bytes(b"x")
+    (tmp_path / "b.txt").write_text("x")
+    monkeypatch.setenv("OLDPHOTO_MODELS", str(tmp_path))
+    assert comfy_compat.model_folders() == [str(tmp_path)]
+    assert comfy_compat.list_models() == ["sub/a.pth"]
+    assert comfy_compat.full_model_path("sub/a.pth") == str(tmp_path / "sub" / "a.pth")
+    (tmp_path.parent / "outside.pth").write_bytes(b"x")
+    assert comfy_compat.full_model_path("../outside.pth") is None  # never leaves the folder
+    monkeypatch.delenv("OLDPHOTO_MODELS")
+    assert comfy_compat.model_folders() == ["models/oldphoto"]
