@@ -8,8 +8,9 @@ crop, then every case runs ``--repeat`` times; the best time is reported.
 
 Peak RSS is the process high-water mark (``VmHWM``) reset before each case through
 ``/proc/self/clear_refs``, so it covers the model (resident) plus that case's work; the table
-also shows the resident size before the case. Without that file (not Linux) it falls back to
-``ru_maxrss`` (process-wide peak).
+also shows the resident size before the case and the 1-minute load average after it (other
+processes on the machine slow the 2 threads down a lot). Without that file (not Linux) it falls
+back to ``ru_maxrss`` (process-wide peak).
 
 Usage::
 
@@ -153,14 +154,15 @@ def main() -> None:
             for _ in range(args.repeat):
                 r = run_case(image, detector, model, size, args.budget_mb)
                 best = r if best is None or r["total"] < best["total"] else best
-            rows.append((size, name, image.shape, best, rss_before, peak_mb(resettable)))
+            rows.append((size, name, image.shape, best, rss_before, peak_mb(resettable),
+                         os.getloadavg()[0]))
         del model
     print(f"\n{'size':>4} {'case':>8} {'image':>10} {'faces':>5} {'detect':>7} {'align':>6} "
-          f"{'enhance':>8} {'blend':>6} {'total s':>8} {'RSS MB':>7} {'peak MB':>8}")
-    for size, name, shape, r, before, peak in rows:
+          f"{'enhance':>8} {'blend':>6} {'total s':>8} {'RSS MB':>7} {'peak MB':>8} {'load':>5}")
+    for size, name, shape, r, before, peak, load in rows:
         print(f"{size:>4} {name:>8} {f'{shape[1]}x{shape[0]}':>10} {r['faces']:>5} "
               f"{r['detect']:>7.2f} {r['align']:>6.2f} {r['enhance']:>8.2f} {r['blend']:>6.2f} "
-              f"{r['total']:>8.2f} {before:>7.0f} {peak:>8.0f}")
+              f"{r['total']:>8.2f} {before:>7.0f} {peak:>8.0f} {load:>5.2f}")
     if not resettable:
         print("(peak = process-wide ru_maxrss: /proc/self/clear_refs unavailable)")
 
