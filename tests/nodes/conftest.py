@@ -61,7 +61,7 @@ def pack():
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch, tmp_path_factory):
     """No ComfyUI; an empty models folder unless a test points OLDPHOTO_MODELS elsewhere;
-    fresh caches; two threads."""
+    fresh caches; one thread."""
     assert not comfy_compat.HAVE_COMFY, "these tests run without ComfyUI"
     empty = tmp_path_factory.mktemp("empty_models")
     monkeypatch.setenv("OLDPHOTO_MODELS", str(empty))
@@ -71,8 +71,10 @@ def _isolated(monkeypatch, tmp_path_factory):
     _scans.clear()
     _restorers.clear()
     comfy_compat.request_interrupt(False)
-    torch.set_num_threads(2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: threads only add overhead (and contention)
     yield
+    torch.set_num_threads(threads)
     comfy_compat.request_interrupt(False)
 
 
@@ -85,7 +87,7 @@ def _tiny_state_dicts() -> dict[str, dict[str, torch.Tensor]]:
         "mapping_quality": QualityMapping(latent_channels=8, width=16, n_blocks=1),
         "mapping_scratch": ScratchMapping(latent_channels=8, width=16, n_blocks=1),
         "mapping_hr": PatchAttentionMapping(latent_channels=8, width=16),
-        "scratch": ScratchUNet(base=4),
+        "scratch": ScratchUNet(base=2),
         "face": SPADEFaceGenerator(base=4),
     }
     return {k: {n: t.detach().clone() for n, t in m.state_dict().items()}

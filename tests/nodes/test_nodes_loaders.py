@@ -6,11 +6,11 @@ import os
 
 import pytest
 import torch
+from oldphoto_pack.nodes import NODE_CLASS_MAPPINGS, loaders
+from oldphoto_pack.nodes.runtime import FaceDetectorHandle, OldPhotoModel
 
 from oldphoto_core.errors import InputError, OldPhotoError
 from oldphoto_core.models import ROLES
-from oldphoto_pack.nodes import NODE_CLASS_MAPPINGS, loaders
-from oldphoto_pack.nodes.runtime import FaceDetectorHandle, OldPhotoModel
 
 P = {role: r.published_path for role, r in ROLES.items()}
 M = NODE_CLASS_MAPPINGS

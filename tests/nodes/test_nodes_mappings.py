@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from oldphoto_pack.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from oldphoto_core.errors import InputError
 from oldphoto_pack.nodes import comfy_compat
 from oldphoto_pack.nodes.convert import (
     fit_mask,
@@ -16,6 +14,8 @@ from oldphoto_pack.nodes.convert import (
     to_rgb,
 )
 from oldphoto_pack.nodes.runtime import Steps, models_on_device
+
+from oldphoto_core.errors import InputError
 
 
 def test_image_round_trip_is_exact_and_leaves_input_alone(images):

@@ -1,0 +1,161 @@
+"""The shipped workflows: node types exist, links are typed, widget values are valid, and each
+API twin (``workflows/api/*.api.json``) is the translation of its UI graph."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+import pytest
+from oldphoto_pack.nodes import NODE_CLASS_MAPPINGS
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+API_DIR = REPO / "workflows" / "api"
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
+SEED_CONTROLS = {"fixed", "increment", "decrement", "randomize"}
+
+# The ComfyUI core nodes our workflows use, as ComfyUI declares them (nodes.py,
+# comfy_extras/nodes_mask.py, nodes_preview_any.py); the e2e test checks them against a real
+# ComfyUI's /object_info.
+CORE_NODES = {
+    "LoadImage": {"input": {"required": {"image": ([], {"image_upload": True})}},
+                  "output": ["IMAGE", "MASK"]},
+    "SaveImage": {"input": {"required": {"images": ("IMAGE", {}),
+                                         "filename_prefix": ("STRING", {"default": "ComfyUI"})}},
+                  "output": []},
+    "MaskToImage": {"input": {"required": {"mask": ("MASK", {})}}, "output": ["IMAGE"]},
+    "PreviewAny": {"input": {"required": {"source": ("*", {})}}, "output": []},
+}
+
+
+def node_spec(node_type: str) -> tuple[list[tuple[str, object, dict, bool]], list[str]]:
+    """``([(name, type, options, required)], output types)`` of a node type."""
+    if node_type in NODE_CLASS_MAPPINGS:
+        cls = NODE_CLASS_MAPPINGS[node_type]
+        spec, outputs = cls.INPUT_TYPES(), list(cls.RETURN_TYPES)
+    else:
+        spec, outputs = CORE_NODES[node_type]["input"], CORE_NODES[node_type]["output"]
+    inputs = []
+    for section in ("required", "optional"):
+        for name, entry in spec.get(section, {}).items():
+            opts = entry[1] if len(entry) > 1 else {}
+            inputs.append((name, entry[0], opts, section == "required"))
+    return inputs, outputs
+
+
+def is_widget(typ: object) -> bool:
+    return isinstance(typ, (list, tuple)) or typ in WIDGET_TYPES
+
+
+def widget_values(node: dict) -> dict:
+    """Map a UI node's ``widgets_values`` onto its widget inputs (skipping the frontend's extra
+    values: the seed control and the image upload button)."""
+    inputs, _ = node_spec(node["type"])
+    values = list(node.get("widgets_values", []))
+    out = {}
+    for name, typ, opts, _ in inputs:
+        if not is_widget(typ):
+            continue
+        assert values, f"{node['type']}#{node['id']}: no value for widget {name}"
+        out[name] = values.pop(0)
+        if opts.get("control_after_generate"):
+            assert values.pop(0) in SEED_CONTROLS
+        if opts.get("image_upload"):
+            assert values.pop(0) == "image"
+    assert not values, f"{node['type']}#{node['id']}: extra widget values {values}"
+    return out
+
+
+def to_api(ui: dict) -> dict:
+    """The API prompt ComfyUI's "Export (API)" makes of a UI workflow."""
+    links = {row[0]: row for row in ui["links"]}
+    api = {}
+    for node in ui["nodes"]:
+        if node.get("mode", 0) != 0:
+            continue
+        inputs = {}
+        linked = {i["name"]: i["link"] for i in node.get("inputs", []) if i.get("link")}
+        wv = widget_values(node)
+        for name, _, _, _ in node_spec(node["type"])[0]:
+            if name in linked:
+                row = links[linked[name]]
+                inputs[name] = [str(row[1]), row[2]]
+            elif name in wv:
+                inputs[name] = wv[name]
+        api[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return api
+
+
+def test_every_workflow_has_an_api_twin():
+    names = {p.stem for p in WORKFLOWS}
+    assert {"oldphoto_full_restoration", "oldphoto_scratch_restoration",
+            "oldphoto_quality_restoration", "oldphoto_all_in_one",
+            "oldphoto_make_training_pairs"} <= names
+    assert {p.name.removesuffix(".api.json") for p in API_DIR.glob("*.api.json")} == names
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_ui_workflow(path, use_models):
+    ui = json.loads(path.read_text())
+    for key in ("last_node_id", "last_link_id", "nodes", "links", "version"):
+        assert key in ui
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    assert len(nodes) == len(ui["nodes"]) and ui["last_node_id"] >= max(nodes)
+    link_ids = [row[0] for row in ui["links"]]
+    assert len(set(link_ids)) == len(link_ids) and ui["last_link_id"] >= max(link_ids)
+    assert any(n["type"] in NODE_CLASS_MAPPINGS for n in nodes.values())
+
+    for node in nodes.values():
+        assert node["type"] in NODE_CLASS_MAPPINGS or node["type"] in CORE_NODES, node["type"]
+        inputs, outputs = node_spec(node["type"])
+        sockets = [(name, typ, req) for name, typ, _, req in inputs if not is_widget(typ)]
+        assert [i["name"] for i in node.get("inputs", [])] == [s[0] for s in sockets]
+        for slot, (name, typ, required) in zip(node.get("inputs", []), sockets, strict=True):
+            assert slot["type"] == typ
+            assert slot["link"] is not None or not required, f"{node['type']}.{name} unlinked"
+        assert [o["type"] for o in node.get("outputs", [])] == outputs
+
+        # widget values are valid for their inputs
+        values = widget_values(node)
+        for name, typ, opts, _ in inputs:
+            if name not in values:
+                continue
+            v = values[name]
+            if isinstance(typ, (list, tuple)):
+                if node["type"] == "LoadImage":
+                    assert isinstance(v, str) and v.endswith(".png")
+                else:
+                    assert v in typ, f"{node['type']}.{name}: {v!r} not in {typ}"
+            elif typ == "INT":
+                assert isinstance(v, int) and opts["min"] <= v <= opts["max"]
+            elif typ == "FLOAT":
+                assert isinstance(v, (int, float)) and opts["min"] <= v <= opts["max"]
+            elif typ == "BOOLEAN":
+                assert isinstance(v, bool)
+            else:
+                assert isinstance(v, str)
+        cls = NODE_CLASS_MAPPINGS.get(node["type"])
+        check = getattr(cls, "VALIDATE_INPUTS", None)
+        if check is not None:
+            wanted = inspect.signature(check).parameters
+            assert check(**{k: v for k, v in values.items() if k in wanted}) is True
+
+    for link_id, src, src_slot, dst, dst_slot, typ in ui["links"]:
+        out = nodes[src]["outputs"][src_slot]
+        assert out["type"] == typ and link_id in out["links"]
+        slot = nodes[dst]["inputs"][dst_slot]
+        assert slot["link"] == link_id
+        assert slot["type"] in (typ, "*"), f"link {link_id}: {typ} into {slot['type']}"
+        declared = node_spec(nodes[dst]["type"])[0]
+        declared = {name: t for name, t, _, _ in declared}[slot["name"]]
+        assert declared in (typ, "*")
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_api_twin_is_the_translation(path):
+    ui = json.loads(path.read_text())
+    api = json.loads((API_DIR / f"{path.stem}.api.json").read_text())
+    stripped = {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}
+    assert stripped == to_api(ui)
