@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -121,12 +122,15 @@ def main() -> None:
         print(json.dumps(measure(impl, int(h), int(w), args.device,
                                  None if chunks == "all" else int(chunks))))
         return
-    mem_gib = 24
+    if args.device.startswith("cuda"):
+        mem_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+    else:
+        mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     rows = []
     for h, w in SIZES:
         n = h * w
         ref_gib = 4 * n * n * 4 / 2**30  # f, softmax, repeated mask, product: four N x N floats
-        if args.device == "cpu" and ref_gib < 0.7 * mem_gib:
+        if ref_gib < 0.7 * mem_gib:
             rows.append(_child("reference", h, w, args, "all"))
         else:
             rows.append({"impl": "reference", "latent": f"{h}x{w}", "N": n,

@@ -30,8 +30,10 @@ from .blocks import ResnetBlock, Runner, run_stack
 
 __all__ = ["PartialNonLocalBlock", "partial_attention", "clean_indicator"]
 
-#: Elements of one chunk's logit matrix (``chunk x keys``); 2**25 floats = 128 MiB.
+#: Elements of one chunk's logit matrix (``chunk x keys``); 2**25 floats = 128 MiB on CPU,
+#: 2**28 (1 GiB) on GPUs, where larger matrix products keep the device busy.
 DEFAULT_CHUNK_ELEMENTS = 1 << 25
+GPU_CHUNK_ELEMENTS = 1 << 28
 _RENORM_EPS = 1e-12  # F.normalize's default, which the reference uses
 
 
@@ -139,8 +141,7 @@ class PartialNonLocalBlock(nn.Module):
     positions keep ``x`` and damaged ones take the refined attention result.
     """
 
-    def __init__(self, channels: int = 512, *,
-                 chunk_elements: int = DEFAULT_CHUNK_ELEMENTS) -> None:
+    def __init__(self, channels: int = 512, *, chunk_elements: int | None = None) -> None:
         super().__init__()
         self.chunk_elements = chunk_elements
         self.g = nn.Conv2d(channels, channels, kernel_size=1)
@@ -153,9 +154,10 @@ class PartialNonLocalBlock(nn.Module):
                 runner: Runner | None = None) -> torch.Tensor:
         b, c, h, w = x.shape
         clean = clean_indicator(mask.to(x.dtype), (h, w))
+        chunk = self.chunk_elements or (DEFAULT_CHUNK_ELEMENTS if x.device.type == "cpu"
+                                        else GPU_CHUNK_ELEMENTS)
         y = partial_attention(self.theta(x).flatten(2), self.phi(x).flatten(2),
-                              self.g(x).flatten(2), clean.flatten(1),
-                              chunk_elements=self.chunk_elements)
+                              self.g(x).flatten(2), clean.flatten(1), chunk_elements=chunk)
         del mask
         refined = run_stack(self.res_block, self.W(y.view(b, c, h, w)), runner)
         del y
