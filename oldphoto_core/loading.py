@@ -118,9 +118,9 @@ def _read_safetensors(p: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]
                               f"{exc}") from exc
 
 
-def _read_torch(p: Path) -> dict[str, torch.Tensor]:
+def _read_torch(p: Path, *, mmap: bool = False) -> dict[str, torch.Tensor]:
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        obj = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{p}: refused to load: the file contains Python objects other than tensors and "
@@ -282,17 +282,7 @@ def peek_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
         except Exception as exc:
             raise CheckpointError(f"{p}: cannot read as safetensors: {exc}") from exc
         return {k: torch.empty(s, device="meta") for k, s in shapes.items()}, meta
-    if fmt == "zip":
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
-        except pickle.UnpicklingError as exc:
-            raise CheckpointError(f"{p}: refused to load: the file contains Python objects "
-                                  "other than tensors") from exc
-        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-            raise CheckpointError(f"{p}: cannot read as a torch.save checkpoint "
-                                  f"(truncated or corrupt?): {exc}") from exc
-        if not isinstance(obj, Mapping):
-            raise CheckpointError(f"{p}: expected a dict of tensors, found {type(obj).__name__}")
-        return canonicalize_state_dict(obj, source=str(p)), {}
+    if fmt == "zip":  # memory-mapped: the data is only read if someone touches it
+        return canonicalize_state_dict(_read_torch(p, mmap=True), source=str(p)), {}
     raw, meta = read_state_dict(p)
     return canonicalize_state_dict(raw, source=str(p)), meta
