@@ -1,5 +1,5 @@
 """The shipped workflows: node types exist, links are typed, widget values are valid, and each
-API twin (``workflows/api/*.api.json``) is the translation of its UI graph."""
+API twin (``example_workflows/api/*.api.json``) is the translation of its UI graph."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from oldphoto_pack.nodes import NODE_CLASS_MAPPINGS
 
 REPO = Path(__file__).resolve().parents[2]
-WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
-API_DIR = REPO / "workflows" / "api"
+WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
+API_DIR = REPO / "example_workflows" / "api"
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 SEED_CONTROLS = {"fixed", "increment", "decrement", "randomize"}
 
@@ -159,3 +159,12 @@ def test_api_twin_is_the_translation(path):
     api = json.loads((API_DIR / f"{path.stem}.api.json").read_text())
     stripped = {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}
     assert stripped == to_api(ui)
+
+
+def test_the_template_browser_serves_this_folder():
+    """ComfyUI serves the first of these folders that exists (app/custom_node_manager.py), and
+    lists the ``*.json`` directly inside each: ours must come first, the API twins not at all."""
+    order = ["example_workflows", "example", "examples", "workflow", "workflows"]
+    first = next(name for name in order if (REPO / name).is_dir())
+    assert first == "example_workflows"
+    assert not list((REPO / "example_workflows").glob("*.api.json"))

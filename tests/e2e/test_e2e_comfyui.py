@@ -1,0 +1,394 @@
+"""End to end against a real ComfyUI: ``COMFYUI_PATH=/path/to/ComfyUI pytest tests/e2e``.
+
+The pack is installed by symlink into ``custom_nodes`` of a temporary ``--base-directory``
+(models, input, output, user: nothing is written into the checkout), synthetic weights of the
+parity kit are written there at the published paths (the face model in a second folder added by
+``--extra-model-paths-config``, which the pack must keep), and ComfyUI is started with
+``main.py --cpu --listen 127.0.0.1`` on a free port. Every API workflow of
+``example_workflows/api`` is posted to ``/prompt`` and awaited on ``/history``; then broken
+prompts must get clear errors while the server stays up.
+
+ComfyUI's interpreter: ``$COMFYUI_PYTHON``, else ``$COMFYUI_PATH/.venv/bin/python`` or
+``venv/bin/python`` when present, else this interpreter. It needs ComfyUI's requirements and the
+pack's (``requirements.txt``), not this package: ComfyUI imports the engine from the pack folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+COMFYUI = os.environ.get("COMFYUI_PATH", "")
+API_DIR = REPO / "example_workflows" / "api"
+START_TIMEOUT = 180
+RUN_TIMEOUT = 300
+
+pytestmark = [
+    pytest.mark.comfyui,
+    pytest.mark.skipif(not COMFYUI, reason="COMFYUI_PATH is not set: the end-to-end tests need a "
+                                           "ComfyUI checkout (COMFYUI_PATH=/path/to/ComfyUI)"),
+]
+
+# role of the parity kit's manifests (by published path) we write; the HR mapping and the 512 px
+# face model are not used by the shipped workflows
+SKIP_MANIFESTS = {"mapping_patch_attention", "face_spade_512"}
+FACE_FILE = "Face_Enhancement/checkpoints/Setting_9_epoch_100/latest_net_G.pth"
+SAMPLE = "old_w_scratch/b.png"  # 256x256, a cracked photo of a boy (dlib finds his face)
+
+
+def _python() -> str:
+    if os.environ.get("COMFYUI_PYTHON"):
+        return os.environ["COMFYUI_PYTHON"]
+    for venv in (".venv", "venv"):
+        p = Path(COMFYUI) / venv / "bin" / "python"
+        if p.exists():
+            return str(p)
+    return sys.executable
+
+
+def _parity_dir() -> Path:
+    env = os.environ.get("OLDPHOTO_PARITY_DIR")
+    p = Path(env) if env else REPO.parent / "shared" / "parity"
+    if not p.is_dir():
+        pytest.skip(f"parity kit (synthetic weights) not found at {p}: set OLDPHOTO_PARITY_DIR")
+    return p
+
+
+def _samples_dir() -> Path:
+    env = os.environ.get("OLDPHOTO_SAMPLES_DIR")
+    p = Path(env) if env else REPO.parent / "shared" / "samples"
+    if not (p / SAMPLE).is_file():
+        pytest.skip(f"sample photo {SAMPLE} not found under {p}: set OLDPHOTO_SAMPLES_DIR")
+    return p
+
+
+def _write_synthetic_models(models: Path, extra: Path) -> None:
+    parity = _parity_dir()
+    spec = importlib.util.spec_from_file_location("oldphoto_e2e_synth", parity / "synth.py")
+    synth = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(synth)
+    seeds = json.loads((parity / "index.json").read_text())["seeds"]
+    for name, seed in seeds.items():
+        if name in SKIP_MANIFESTS:
+            continue
+        manifest = parity / "manifests" / f"{name}.json"
+        ckpt = json.loads(manifest.read_text())["checkpoint"]
+        sd = synth.synth_from_manifest_file(manifest, seed)
+        root = extra if ckpt["path"].startswith("Face_Enhancement/") else models
+        path = root / ckpt["path"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"model_state": sd} if "model_state" in ckpt["file_format"] else sd, path)
+        del sd
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Client:
+    def __init__(self, url: str, proc: subprocess.Popen, base: Path, log: Path) -> None:
+        self.url, self.proc, self.base, self.log = url, proc, base, log
+
+    def request(self, path: str, data: dict | None = None, timeout: float = 30):
+        body = None if data is None else json.dumps(data).encode()
+        req = urllib.request.Request(self.url + path, data=body,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def log_tail(self, n: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-n:]
+
+    def run(self, prompt: dict) -> dict:
+        """POST a prompt, wait for it on /history, return its history entry."""
+        status, answer = self.request("/prompt", {"prompt": prompt, "client_id": "oldphoto-e2e"})
+        assert status == 200, f"/prompt refused: {json.dumps(answer, indent=1)[:3000]}"
+        pid = answer["prompt_id"]
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"ComfyUI died:\n{self.log_tail()}"
+            status, hist = self.request(f"/history/{pid}")
+            if status == 200 and pid in hist and hist[pid].get("status", {}).get("completed") \
+                    is not None and (hist[pid]["status"]["completed"]
+                                     or hist[pid]["status"]["status_str"] == "error"):
+                return hist[pid]
+            time.sleep(0.5)
+        raise AssertionError(f"prompt {pid} did not finish in {RUN_TIMEOUT}s:\n{self.log_tail()}")
+
+    def alive(self) -> bool:
+        status, stats = self.request("/system_stats", timeout=10)
+        return status == 200 and "system" in stats
+
+
+@pytest.fixture(scope="module")
+def comfy(tmp_path_factory) -> Client:
+    main = Path(COMFYUI) / "main.py"
+    if not main.is_file():
+        pytest.fail(f"COMFYUI_PATH={COMFYUI} has no main.py")
+    samples = _samples_dir()
+    base = tmp_path_factory.mktemp("comfy_base")
+    for d in ("custom_nodes", "input", "output", "user", "models/oldphoto"):
+        (base / d).mkdir(parents=True, exist_ok=True)
+    (base / "custom_nodes" / "oldphoto").symlink_to(REPO, target_is_directory=True)
+    extra = tmp_path_factory.mktemp("extra_models")
+    _write_synthetic_models(base / "models" / "oldphoto", extra)
+    yaml = base / "extra_model_paths.yaml"
+    yaml.write_text(f"oldphoto_e2e:\n    oldphoto: {extra}\n")
+    photo = Image.open(samples / SAMPLE).convert("RGB")
+    photo.save(base / "input" / "old_photo.png")
+    photo.save(base / "input" / "clean_photo.png")
+    port = _free_port()
+    log = base / "comfyui.log"
+    cmd = [_python(), str(main), "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+           "--base-directory", str(base), "--extra-model-paths-config", str(yaml),
+           "--database-url", "sqlite:///:memory:", "--disable-auto-launch"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get(
+        "OMP_NUM_THREADS", "2"))
+    env.pop("OLDPHOTO_MODELS", None)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=COMFYUI, stdout=out, stderr=subprocess.STDOUT, env=env)
+    client = Client(f"http://127.0.0.1:{port}", proc, base, log)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"ComfyUI exited with {proc.returncode}:\n{client.log_tail()}")
+            try:
+                if client.alive():
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"ComfyUI did not answer in {START_TIMEOUT}s:\n{client.log_tail()}")
+            time.sleep(1)
+        yield client
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def object_info(comfy) -> dict:
+    status, info = comfy.request("/object_info", timeout=120)
+    assert status == 200
+    return info
+
+
+def _api(name: str) -> dict:
+    return json.loads((API_DIR / f"{name}.api.json").read_text())
+
+
+def _ours() -> dict:
+    """Our node ids and display names, read from the sources' classes without importing them
+    into this process' ``nodes`` namespace (ComfyUI's own module has that name)."""
+    name = "oldphoto_e2e_pack"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py",
+                                                      submodule_search_locations=[str(REPO)])
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name].NODE_DISPLAY_NAME_MAPPINGS
+
+
+def test_object_info_lists_every_node(comfy, object_info):
+    ours = _ours()
+    missing = sorted(set(ours) - set(object_info))
+    assert not missing, f"not registered: {missing}\n{comfy.log_tail()}"
+    for node_id, display in ours.items():
+        info = object_info[node_id]
+        assert info["display_name"] == display
+        assert info["category"].startswith("image/restoration/old photo")
+        assert info["python_module"].startswith("custom_nodes.")
+    vaes = object_info["OldPhotoVAELoader"]["input"]["required"]["model_name"][0]
+    assert sorted(vaes) == sorted(f"Global/checkpoints/restoration/{v}/latest_net_G.pth"
+                                  for v in ("VAE_A_quality", "VAE_B_quality", "VAE_B_scratch"))
+    # the face model lives in the folder from extra_model_paths.yaml: that path was kept
+    faces = object_info["OldPhotoFaceModelLoader"]["input"]["required"]["model_name"][0]
+    assert faces == [FACE_FILE]
+    assert "OLDPHOTO_LATENT" in object_info["OldPhotoVAEEncodeOld"]["output"]
+
+
+def test_core_nodes_of_the_workflows_match_comfyui(object_info):
+    for path in sorted((REPO / "example_workflows").glob("*.json")):
+        for node in json.loads(path.read_text())["nodes"]:
+            info = object_info.get(node["type"])
+            assert info is not None, f"{path.name}: {node['type']} unknown to ComfyUI"
+            assert [o["type"] for o in node["outputs"]] == info["output"]
+            declared = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
+            for slot in node["inputs"]:
+                assert declared[slot["name"]][0] in (slot["type"], "*")
+
+
+def test_template_browser_serves_the_ui_workflows(comfy):
+    status, templates = comfy.request("/workflow_templates")
+    assert status == 200
+    names = set(templates.get("oldphoto", []))
+    expected = {p.stem for p in (REPO / "example_workflows").glob("*.json")}
+    assert names == expected  # the API twins (example_workflows/api/) are not offered as templates
+    status, wf = comfy.request("/api/workflow_templates/oldphoto/oldphoto_all_in_one.json")
+    assert status == 200 and wf["nodes"]
+
+
+def _image(comfy: Client, item: dict) -> np.ndarray:
+    path = comfy.base / "output" / item.get("subfolder", "") / item["filename"]
+    assert path.is_file(), f"missing output {path}"
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255
+
+
+def _check_outputs(comfy: Client, prompt: dict, hist: dict) -> dict[str, list[np.ndarray]]:
+    assert hist["status"]["status_str"] == "success", json.dumps(hist["status"], indent=1)[:4000]
+    saved = {}
+    for node_id, node in prompt.items():
+        if node["class_type"] == "SaveImage":
+            items = hist["outputs"][node_id]["images"]
+            assert len(items) == 1
+            saved[node["inputs"]["filename_prefix"]] = [_image(comfy, i) for i in items]
+    return saved
+
+
+WORKFLOWS = sorted(p.name.removesuffix(".api.json") for p in API_DIR.glob("*.api.json"))
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_api_workflow_runs(comfy, name):
+    prompt = _api(name)
+    if not _has_dlib():
+        for node in prompt.values():
+            if node["class_type"] == "OldPhotoFaceDetectorLoader":
+                pytest.skip("dlib-bin / face-recognition-models are not installed in ComfyUI's "
+                            f"Python: {name} (face detection) was not run")
+            if node["class_type"] == "OldPhotoRestore":
+                node["inputs"]["faces"] = "off"
+    hist = comfy.run(prompt)
+    saved = _check_outputs(comfy, prompt, hist)
+    assert saved, "the workflow saved nothing"
+    for prefix, images in saved.items():
+        for img in images:
+            assert img.shape == (256, 256, 3), (prefix, img.shape)
+            assert np.isfinite(img).all()
+            if prefix.endswith("mask"):
+                assert set(np.unique(np.round(img * 255))) <= {0.0, 255.0}
+                assert (img[..., 0] == img[..., 1]).all()
+            else:
+                assert float(img.std()) > 0.01, f"{prefix}: a constant image"
+    texts = {nid: hist["outputs"][nid]["text"] for nid, n in prompt.items()
+             if n["class_type"] == "PreviewAny"}
+    for text in texts.values():
+        value = json.loads(text[0])
+        assert isinstance(value, list) and value and isinstance(value[0], dict)
+    if name == "oldphoto_make_training_pairs":
+        clean, old = saved["oldphoto_pairs/clean"][0], saved["oldphoto_pairs/old"][0]
+        assert np.abs(clean - old).mean() > 0.005  # damaged
+    if name == "oldphoto_all_in_one":
+        info = json.loads(next(iter(texts.values()))[0])
+        assert info[0]["mode"] in ("quality", "scratch")
+
+
+@functools.cache
+def _has_dlib() -> bool:
+    code = "import importlib.util as u; raise SystemExit(0 if u.find_spec('dlib') and " \
+           "u.find_spec('face_recognition_models') else 1)"
+    return subprocess.run([_python(), "-c", code], check=False).returncode == 0
+
+
+def test_face_nodes_enhance_a_real_face(comfy):
+    if not _has_dlib():
+        pytest.skip("dlib-bin / face-recognition-models are not installed in ComfyUI's Python: "
+                    "the face nodes were not run on a real face")
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "old_photo.png"}},
+        "2": {"class_type": "OldPhotoFaceDetectorLoader",
+              "inputs": {"backend": "dlib", "insightface_pack": "buffalo_l", "threshold": 0.5}},
+        "3": {"class_type": "OldPhotoFaceDetect",
+              "inputs": {"image": ["1", 0], "face_detector": ["2", 0], "face_size": "256"}},
+        "4": {"class_type": "OldPhotoFaceModelLoader",
+              "inputs": {"model_name": FACE_FILE, "face_size": "auto"}},
+        "5": {"class_type": "OldPhotoFaceEnhance", "inputs": {"faces": ["3", 0],
+                                                              "face_model": ["4", 0]}},
+        "6": {"class_type": "OldPhotoBlend", "inputs": {"image": ["1", 0], "faces": ["5", 0]}},
+        "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0],
+                                                    "filename_prefix": "oldphoto/faces"}},
+    }
+    hist = comfy.run(prompt)
+    out = _check_outputs(comfy, prompt, hist)["oldphoto/faces"][0]
+    src = np.asarray(Image.open(comfy.base / "input" / "old_photo.png").convert("RGB"),
+                     dtype=np.float32) / 255
+    changed = np.abs(out - src).max(axis=-1) > 2 / 255
+    assert out.shape == src.shape
+    assert 0.005 < changed.mean() < 0.9, "the face was not blended in (or everything changed)"
+
+
+def test_broken_prompts_get_clear_errors_and_the_server_stays_up(comfy):
+    good = _api("oldphoto_scratch_restoration")
+    map_id = next(k for k, v in good.items() if v["class_type"] == "OldPhotoLatentMap")
+    vae_id = next(k for k, v in good.items() if v["class_type"] == "OldPhotoVAELoader")
+    load_id = next(k for k, v in good.items() if v["class_type"] == "LoadImage")
+
+    # a wrong type: the IMAGE into the latent input
+    wrong = copy.deepcopy(good)
+    wrong[map_id]["inputs"]["latent"] = [load_id, 0]
+    status, answer = comfy.request("/prompt", {"prompt": wrong})
+    assert status == 400
+    errors = answer["node_errors"][map_id]["errors"]
+    assert errors[0]["type"] == "return_type_mismatch"
+    assert "OLDPHOTO_LATENT" in errors[0]["details"] and "IMAGE" in errors[0]["details"]
+
+    # a missing model file
+    missing = copy.deepcopy(good)
+    missing[vae_id]["inputs"]["model_name"] = "VAE_A_quality/missing.pth"
+    status, answer = comfy.request("/prompt", {"prompt": missing})
+    assert status == 400
+    details = json.dumps(answer["node_errors"][vae_id])
+    assert "not found" in details and "models/oldphoto" in details
+
+    # a file of the wrong kind
+    kind = copy.deepcopy(good)
+    kind[vae_id]["inputs"]["model_name"] = \
+        "Global/checkpoints/restoration/mapping_scratch/latest_net_mapping_net.pth"
+    status, answer = comfy.request("/prompt", {"prompt": kind})
+    assert status == 400 and "Load Old Photo Mapping" in json.dumps(answer["node_errors"])
+
+    # valid graph, failing at run time: the scratch mapping without its mask
+    nomask = copy.deepcopy(good)
+    del nomask[map_id]["inputs"]["mask"]
+    hist = comfy.run(nomask)
+    assert hist["status"]["status_str"] == "error"
+    text = json.dumps(hist["status"]["messages"])
+    assert "needs the scratch mask" in text
+
+    assert comfy.proc.poll() is None and comfy.alive()
+    status, info = comfy.request("/object_info/OldPhotoRestore")
+    assert status == 200 and "OldPhotoRestore" in info
+
+
+def test_server_log_has_no_import_failure(comfy):
+    log = comfy.log_tail(10**7)
+    assert "oldphoto" in log
+    bad = [line for line in log.splitlines() if "IMPORT FAILED" in line and "oldphoto" in line]
+    assert not bad, "\n".join(bad)
