@@ -17,6 +17,7 @@ import torch
 from .checks import check_images
 from .errors import InputError
 from .models import ModelStore, required_roles
+from .numerics import PRECISIONS, fast_math
 from .resample import pil_resize, round_to_multiple
 from .stages.restore import decode_clean, encode_old, map_latent, reference_stretch
 from .stages.scratch import detect_scratches, dilate_mask, luma
@@ -64,13 +65,15 @@ class Restorer:
         tile: run the convolutional stacks in exact strips: ``"on"``, ``"off"`` or ``"auto"``
             (from ``tile_from_megapixels``). Attention stays global; results are the same up to
             float summation order, peak memory is lower on large scans.
+        precision: ``"exact"`` (strict fp32, as the reference) or ``"tf32"`` (faster on recent
+            NVIDIA GPUs, outside the parity tolerances; see :mod:`oldphoto_core.numerics`).
     """
 
     def __init__(self, models: ModelStore | str | None = None, *,
                  device: torch.device | str = "cpu", scratch_threshold: float = 0.4,
                  auto_min_coverage: float = 0.001, stretch: str = "reference",
                  insightface_root: str | None = None, tile: str = "auto",
-                 tile_from_megapixels: float = 2.0) -> None:
+                 tile_from_megapixels: float = 2.0, precision: str = "exact") -> None:
         self.store = models if isinstance(models, ModelStore) else ModelStore(models,
                                                                              device=device)
         self.scratch_threshold = scratch_threshold
@@ -80,6 +83,9 @@ class Restorer:
         if tile not in ("auto", "on", "off"):
             raise InputError(f"tile must be 'auto', 'on' or 'off', got {tile!r}")
         self.tile, self.tile_from_megapixels = tile, tile_from_megapixels
+        if precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision
         self._detectors: dict[str, object] = {}
 
     def _tile(self, image: torch.Tensor) -> bool:
@@ -126,6 +132,11 @@ class Restorer:
             raise InputError(f"face_size must be 256 or 512, got {face_size}")
         check_images(images)
         self.check_models(scratch, hr, faces != "off", face_size)
+        with fast_math(self.precision):
+            return self._restore(images, scratch, hr, faces, face_size, keep_gray)
+
+    def _restore(self, images: torch.Tensor, scratch: str, hr: bool, faces: str,
+                 face_size: int, keep_gray: bool) -> RestoreResult:
         detector = self.face_detector(faces) if faces != "off" else None
         rgb, alpha, gray = _split_channels(images)
         if scratch == "off":

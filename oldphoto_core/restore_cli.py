@@ -77,7 +77,7 @@ def run_restore(args: argparse.Namespace) -> int:
     models_dir = Path(args.models) if args.models else default_models_dir()
     insightface_root = args.insightface_root or str(models_dir / "insightface")
     store = ModelStore(models_dir, device=_device(args.device))
-    restorer = Restorer(store, insightface_root=insightface_root)
+    restorer = Restorer(store, insightface_root=insightface_root, precision=args.precision)
     restorer.check_models(args.scratch, args.hr, args.faces != "off",
                           args.face_size or (512 if args.hr else 256))
     if args.faces != "off":

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from ..checks import check_images, check_mask
 from ..errors import InputError
 from ..loading import ModelDescriptor
+from ..numerics import network_math
 from ..resample import pil_resize, round_to_multiple
 from ..tiling import tiled_runner
 
@@ -102,7 +103,7 @@ def encode_old(image: torch.Tensor, vae: ModelDescriptor, *, mask: torch.Tensor 
         image = paint_holes(image, check_mask(mask, like=image))
     work, padding = _to_working(image, fit)
     x = (work * 2 - 1).to(device=vae.device, dtype=vae.dtype)
-    with torch.inference_mode():
+    with network_math():
         z = vae.model.encode(x, _runner(tile, vae))
     return OldPhotoLatent(z, "old", tuple(image.shape[-2:]), tuple(work.shape[-2:]), padding)
 
@@ -130,7 +131,7 @@ def map_latent(latent: OldPhotoLatent, mapping: ModelDescriptor, *,
     needs_mask = "mask" in mapping.arch.tags
     if needs_mask and mask is None:
         raise InputError(f"the {mapping.arch.title} needs a scratch mask")
-    with torch.inference_mode():
+    with network_math():
         if needs_mask:
             m = _mask_at_working_size(mask, latent).to(device=z.device, dtype=z.dtype)
             out = net(z, m, _runner(tile, mapping))
@@ -186,7 +187,7 @@ def decode_clean(latent: OldPhotoLatent, vae: ModelDescriptor, *,
         raise InputError("decode_clean expects a mapped latent (domain 'clean'); run the "
                          "mapping first")
     z = latent.samples.to(device=vae.device, dtype=vae.dtype)
-    with torch.inference_mode():
+    with network_math():
         y = vae.model.decode(z, _runner(tile, vae)).float().add_(1).div_(2)
     if stretch == "reference":
         y = reference_stretch(y)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from ..checks import check_images
 from ..loading import ModelDescriptor
+from ..numerics import network_math
 from ..resample import is_8bit_valued, round_to_multiple
 
 __all__ = ["detect_scratches", "scratch_probability", "detector_input_size", "luma",
@@ -54,7 +55,7 @@ def scratch_probability(image: torch.Tensor, detector: ModelDescriptor, *,
     net = detector.model
     x = F.interpolate(gray, size, mode="bilinear", align_corners=False)
     x = x.to(device=detector.device, dtype=detector.dtype)
-    with torch.inference_mode():
+    with network_math():
         return torch.sigmoid(net(x)).to(device=image.device, dtype=torch.float32)
 
 
