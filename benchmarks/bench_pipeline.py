@@ -70,19 +70,20 @@ def make_input(megapixels: float | None):
     return torch.from_numpy(np.asarray(big, dtype=np.float32) / 255).permute(2, 0, 1)[None]
 
 
-def run_case(models: str, mode: str, megapixels: float | None, device: str) -> dict:
+def run_case(models: str, mode: str, megapixels: float | None, device: str,
+             precision: str = "exact") -> dict:
     import torch
 
     from oldphoto_core.pipeline import Restorer
     image = make_input(megapixels)
     t0 = time.perf_counter()
-    restorer = Restorer(models, device=device)
+    restorer = Restorer(models, device=device, precision=precision)
     scratch = {"quality": "off", "scratch": "on", "hr": "on"}[mode]
     result = restorer.restore(image, scratch=scratch, hr=mode == "hr", faces="off")
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     wall = time.perf_counter() - t0
-    out = {"mode": mode, "size": f"{image.shape[-1]}x{image.shape[-2]}",
+    out = {"mode": mode, "precision": precision, "size": f"{image.shape[-1]}x{image.shape[-2]}",
            "megapixels": round(image.shape[-1] * image.shape[-2] / 1e6, 2),
            "seconds_incl_model_load": round(wall, 2),
            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
@@ -100,20 +101,22 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", default=None, help="models folder (default: a temp folder)")
+    ap.add_argument("--precision", choices=("exact", "tf32"), default="exact")
     ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     import torch
     torch.set_num_threads(args.threads)
     if args.one:
         mp = None if args.one[1] == "sample" else float(args.one[1])
-        print(json.dumps(run_case(args.models, args.one[0], mp, args.device)))
+        print(json.dumps(run_case(args.models, args.one[0], mp, args.device, args.precision)))
         return
     models = Path(args.models or Path(tempfile.gettempdir()) / "oldphoto-bench-models")
     write_synthetic_models(models)
     sizes = ["sample", "6"] if args.sizes is None else [str(s) for s in args.sizes]
     for size in sizes:
         cmd = [sys.executable, __file__, "--models", str(models), "--device", args.device,
-               "--threads", str(args.threads), "--one", args.mode, size]
+               "--threads", str(args.threads), "--precision", args.precision,
+               "--one", args.mode, size]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode:
             print(json.dumps({"mode": args.mode, "size": size, "failed":
