@@ -13,6 +13,8 @@ import logging
 import os
 import threading
 
+import torch
+
 from oldphoto_core.errors import CheckpointError, InputError, OldPhotoError
 from oldphoto_core.faces import find_insightface_model, make_face_detector
 from oldphoto_core.loading import ModelDescriptor, load_model, peek_state_dict
@@ -136,7 +138,11 @@ def load_path_cached(path: str | os.PathLike[str], expect: str) -> ModelDescript
             raise CheckpointError(f"{path}: expected a {expect} checkpoint, but this file holds "
                                   f"a {desc.arch.title} ({desc.arch.published_as})")
         return desc
-    desc = load_model(path, expect=expect, device=compat.offload_device())
+    # ComfyUI runs nodes under torch.inference_mode(): weights created there would be inference
+    # tensors, which some modules cannot use (no version counter) and which would stay so in
+    # the cache. Load them as normal tensors (they have requires_grad=False anyway).
+    with torch.inference_mode(False):
+        desc = load_model(path, expect=expect, device=compat.offload_device())
     with _lock:
         _models[path] = (sig, desc)
     log.info("oldphoto: loaded %s from %s", desc.arch.title, path)

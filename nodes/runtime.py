@@ -98,12 +98,14 @@ def models_on_device(*models: ModelDescriptor) -> Iterator[torch.device]:
     try:
         for m in todo:
             if m.device != device:
-                m.to(device)
+                with torch.inference_mode(False):  # see loaders.load_path_cached
+                    m.to(device)
                 moved.append(m)
         yield device
     finally:
         for m in moved:
-            m.to(offload)
+            with torch.inference_mode(False):
+                m.to(offload)
         if moved and device.type != "cpu":
             compat.soft_empty_cache()
 

@@ -94,3 +94,20 @@ def test_interrupt_during_enhancement(photos, fake_detector, handle, tiny, monke
     with pytest.raises(comfy_compat.Interrupted):
         ENHANCE.enhance(faces, handle("face", face_size=256))
     assert tiny["face"].device.type == "cpu"
+
+
+def test_face_chain_under_inference_mode_like_comfyui(photos, fake_detector, use_models):
+    """ComfyUI runs every node in torch.inference_mode(); a model loaded there must still work
+    in later runs (the loader keeps normal tensors)."""
+    from oldphoto_pack.nodes.loaders import OldPhotoFaceModelLoader
+
+    name = "Face_Enhancement/checkpoints/Setting_9_epoch_100/latest_net_G.pth"
+    with torch.inference_mode():
+        (model,) = OldPhotoFaceModelLoader().load(name, "auto")
+        (faces,) = DETECT.detect(photos[:1], fake_detector(1), "256")
+        (enhanced,) = ENHANCE.enhance(faces, model)
+        (out,) = BLEND.blend(photos[:1], enhanced)
+    assert not any(p.is_inference() for p in model.descriptor.model.parameters())
+    assert out.shape == photos[:1].shape
+    (again,) = ENHANCE.enhance(faces, model)  # outside inference mode too
+    torch.testing.assert_close(again[0][0].enhanced, enhanced[0][0].enhanced)
