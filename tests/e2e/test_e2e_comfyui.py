@@ -20,6 +20,7 @@ import functools
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -33,7 +34,8 @@ import pytest
 import torch
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
 COMFYUI = os.environ.get("COMFYUI_PATH", "")
 API_DIR = REPO / "example_workflows" / "api"
 START_TIMEOUT = 180
@@ -253,6 +255,41 @@ def test_template_browser_serves_the_ui_workflows(comfy):
     assert names == expected  # the API twins (example_workflows/api/) are not offered as templates
     status, wf = comfy.request("/api/workflow_templates/oldphoto/oldphoto_all_in_one.json")
     assert status == 200 and wf["nodes"]
+
+
+def _chromium() -> str | None:
+    if os.environ.get("CHROMIUM"):
+        return os.environ["CHROMIUM"]
+    return next((p for n in ("chromium", "chromium-browser", "google-chrome",
+                             "google-chrome-stable") if (p := shutil.which(n))), None)
+
+
+def test_ui_workflows_load_in_the_real_frontend(comfy, object_info):
+    """Each UI workflow loads in ComfyUI's editor (headless Chromium) with every node known, and
+    the frontend's own API export of it equals our API twin (frontend-only widgets aside)."""
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("no Chromium on PATH (or $CHROMIUM): the UI workflows were not loaded into "
+                    "the real frontend")
+    files = sorted((REPO / "example_workflows").glob("*.json"))
+    run = subprocess.run([_python(), str(HERE / "frontend_check.py"), chromium, comfy.url,
+                          *map(str, files)], capture_output=True, text=True, timeout=300,
+                         check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    for path in files:
+        got = result[path.name]
+        assert got["unknown"] == [], path.name
+        assert got["nodes"] == len(json.loads(path.read_text())["nodes"])
+        exported = {}
+        for nid, node in got["output"].items():
+            spec = object_info[node["class_type"]]["input"]
+            declared = {**spec.get("required", {}), **spec.get("optional", {})}
+            exported[nid] = {"class_type": node["class_type"],
+                             "inputs": {k: v for k, v in node["inputs"].items() if k in declared}}
+        twin = {k: {"class_type": v["class_type"], "inputs": v["inputs"]}
+                for k, v in _api(path.stem).items()}
+        assert exported == twin, path.name
 
 
 def _image(comfy: Client, item: dict) -> np.ndarray:

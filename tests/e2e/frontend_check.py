@@ -1,0 +1,109 @@
+"""Load UI workflows into ComfyUI's frontend in headless Chromium; export them as API prompts.
+
+Run by the e2e test with ComfyUI's interpreter (it needs aiohttp, a ComfyUI requirement)::
+
+    python frontend_check.py CHROMIUM URL WORKFLOW.json [WORKFLOW.json ...]
+
+Prints one JSON object: per workflow file name, the node count the editor built, the node types
+it does not know, and the prompt the frontend exports (``app.graphToPrompt().output``). Talks to
+Chromium over the DevTools protocol on a free local port; nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import aiohttp
+
+LOAD = """(async () => {
+  const wf = %s;
+  await app.loadGraphData(wf);
+  const nodes = app.graph._nodes;
+  const unknown = nodes.filter(n => !LiteGraph.registered_node_types[n.type]).map(n => n.type);
+  const p = await app.graphToPrompt();
+  return JSON.stringify({nodes: nodes.length, unknown, output: p.output});
+})()"""
+READY = ("!!(window.app && window.app.graph && window.LiteGraph && "
+         "Object.keys(LiteGraph.registered_node_types).length > 50)")
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def run(chromium: str, url: str, files: list[Path]) -> dict:
+    port = _port()
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.Popen(
+            [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             f"--user-data-dir={profile}", f"--remote-debugging-port={port}",
+             "--remote-debugging-address=127.0.0.1", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            async with aiohttp.ClientSession() as session:
+                pages = None
+                for _ in range(100):
+                    try:
+                        async with session.get(f"http://127.0.0.1:{port}/json") as r:
+                            pages = await r.json()
+                            break
+                    except aiohttp.ClientError:
+                        await asyncio.sleep(0.2)
+                if pages is None:
+                    raise SystemExit("chromium did not open its DevTools port")
+                page = next(p for p in pages if p["type"] == "page")
+                ws = await session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0)
+                ids = itertools.count(1)
+
+                async def call(method: str, **params):
+                    i = next(ids)
+                    await ws.send_json({"id": i, "method": method, "params": params})
+                    while True:
+                        msg = await ws.receive_json()
+                        if msg.get("id") == i:
+                            if "error" in msg:
+                                raise RuntimeError(msg["error"])
+                            return msg["result"]
+
+                async def evaluate(expr: str):
+                    r = await call("Runtime.evaluate", expression=expr, awaitPromise=True,
+                                   returnByValue=True)
+                    if "exceptionDetails" in r:
+                        raise RuntimeError(json.dumps(r["exceptionDetails"])[:3000])
+                    return r["result"].get("value")
+
+                await call("Page.navigate", url=url)
+                for _ in range(240):
+                    try:
+                        if await evaluate(READY):
+                            break
+                    except RuntimeError:
+                        pass
+                    await asyncio.sleep(0.5)
+                else:
+                    raise SystemExit("the ComfyUI frontend did not start")
+                out = {}
+                for path in files:
+                    wf = path.read_text()
+                    out[path.name] = json.loads(await evaluate(LOAD % wf))
+                return out
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    chromium_bin, base_url, *names = sys.argv[1:]
+    print(json.dumps(asyncio.run(run(chromium_bin, base_url, [Path(n) for n in names]))))
