@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -42,12 +44,13 @@ def _port() -> int:
 
 async def run(chromium: str, url: str, files: list[Path]) -> dict:
     port = _port()
-    with tempfile.TemporaryDirectory() as profile:
+    # chromium's helper processes may still write to the profile as it goes: ignore that
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
              f"--user-data-dir={profile}", f"--remote-debugging-port={port}",
              "--remote-debugging-address=127.0.0.1", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             async with aiohttp.ClientSession() as session:
                 pages = None
@@ -96,12 +99,15 @@ async def run(chromium: str, url: str, files: list[Path]) -> dict:
                     wf = path.read_text()
                     out[path.name] = json.loads(await evaluate(LOAD % wf))
                 return out
-        finally:
-            proc.terminate()
+        finally:  # end chromium and its helpers (their own process group), nothing else
             try:
+                os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+            except ProcessLookupError:
+                pass
 
 
 if __name__ == "__main__":
