@@ -64,6 +64,8 @@ def classify(path: str) -> ArchSpec | None:
         sd, _ = peek_state_dict(path)
         spec = detect_architecture(sd)
         del sd
+        if spec is None:
+            log.info("oldphoto: %s is not a network oldphoto knows; not listed", path)
     except OldPhotoError as exc:
         log.warning("oldphoto: skipping %s: %s", path, exc)
         spec = None
