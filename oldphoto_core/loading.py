@@ -221,11 +221,18 @@ def model_from_state_dict(sd: Mapping[str, torch.Tensor], *, source: str = "<sta
         raise CheckpointError(
             f"{source}: recognised as {spec.title} ({spec.published_as}) but the weights do "
             f"not fit it ({len(problems)} problems): " + "; ".join(problems[:_SHOW]))
-    tensors = {k: (v.to(device=device, dtype=dtype) if v.is_floating_point()
-                   else v.to(device=device)).contiguous() for k, v in sd.items()}
-    model.load_state_dict(tensors, strict=True, assign=True)
-    model.eval().requires_grad_(False)
+    # Hosts such as ComfyUI call us under torch.inference_mode(); weights made there would be
+    # inference tensors for good (no version counter, no autograd ever), so build them normal.
+    with torch.inference_mode(False):
+        tensors = {k: _owned(v, device, dtype) for k, v in sd.items()}
+        model.load_state_dict(tensors, strict=True, assign=True)
+        model.eval().requires_grad_(False)
     return ModelDescriptor(model=model, arch=spec, source=source)
+
+
+def _owned(t: torch.Tensor, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
+    t = t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device=device)
+    return t.clone() if t.is_inference() else t.contiguous()
 
 
 def load_model(path: str | os.PathLike[str], *, expect: str | None = None,

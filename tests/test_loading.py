@@ -169,3 +169,12 @@ def _save(tmp_path: Path, sd) -> Path:
     p = tmp_path / "w.pth"
     torch.save(sd, p)
     return p
+
+
+def test_loading_under_inference_mode_gives_normal_tensors(unet_sd):
+    """ComfyUI runs nodes under inference_mode; cached models must stay usable outside it."""
+    with torch.inference_mode():
+        desc = model_from_state_dict({k: v.clone() for k, v in unet_sd.items()})
+    assert not any(p.is_inference() for p in desc.model.parameters())
+    with torch.no_grad():
+        assert desc.model(torch.randn(1, 1, 32, 32)).shape == (1, 1, 32, 32)

@@ -93,8 +93,12 @@ class SpectralNormConv2d(nn.Module):
         self._cache: tuple[tuple[int, ...], torch.Tensor] | None = None
 
     def _version_key(self) -> tuple[int, ...]:
-        return (self.weight_orig._version, self.weight_u._version, self.weight_v._version,
-                self.weight_orig.data_ptr(), self.weight_u.data_ptr(), self.weight_v.data_ptr())
+        tensors = (self.weight_orig, self.weight_u, self.weight_v)
+        ptrs = tuple(t.data_ptr() for t in tensors)
+        try:
+            return tuple(t._version for t in tensors) + ptrs
+        except RuntimeError:  # inference tensors have no version counter (and cannot change
+            return ptrs       # in place outside inference mode)
 
     def _power_iteration(self, w_mat: torch.Tensor) -> None:
         with torch.no_grad():

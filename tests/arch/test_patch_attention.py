@@ -66,3 +66,4 @@ def test_damaged_latent_mask_is_bilinear_then_binary():
     ref = F.interpolate(mask, (4, 4), mode="bilinear")
     ref[ref > 0] = 1
     assert torch.equal(lat, ref)
+
