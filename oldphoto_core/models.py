@@ -162,6 +162,26 @@ class ModelStore:
         self.files, self.notes = scan_models_dir(self.root)
         self._loaded: dict[str, ModelDescriptor] = {}
 
+    @classmethod
+    def from_files(cls, files: dict[str, str | os.PathLike[str]], *,
+                   device: torch.device | str = "cpu",
+                   dtype: torch.dtype = torch.float32) -> ModelStore:
+        """A store of explicitly chosen files (``role -> path``), nothing scanned.
+
+        Raises:
+            KeyError: an unknown role.
+        """
+        store = cls.__new__(cls)
+        store.root = Path(".")
+        store.device, store.dtype = torch.device(device), dtype
+        unknown = sorted(set(files) - set(ROLES))
+        if unknown:
+            raise KeyError(f"unknown roles {unknown}; known: {sorted(ROLES)}")
+        store.files = {role: Path(p) for role, p in files.items()}
+        store.notes = []
+        store._loaded = {}
+        return store
+
     def missing(self, roles: list[str]) -> list[str]:
         return [r for r in roles if r not in self.files]
 

@@ -10,6 +10,7 @@ input's size, gray inputs stay gray and RGBA inputs keep their alpha.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import torch
@@ -26,6 +27,10 @@ __all__ = ["Restorer", "RestoreResult", "SCRATCH_MODES", "FACE_MODES"]
 
 SCRATCH_MODES = ("auto", "on", "off")
 FACE_MODES = ("off", "auto", "insightface", "dlib")
+log = logging.getLogger("oldphoto")
+
+#: Latent positions from which the exact scratch attention (O(N^2) work) is slow on a CPU.
+SLOW_ATTENTION_POSITIONS = 150_000
 HR_MASK_DILATION = 3        # test.py --HR: cv2.dilate(mask, ones(3, 3), iterations=3)
 DETECTION_MULTIPLE = 16     # detection.py --input_size full_size
 
@@ -109,7 +114,7 @@ class Restorer:
 
     def restore(self, images: torch.Tensor, *, scratch: str = "auto", hr: bool = False,
                 faces: str = "off", face_size: int | None = None,
-                keep_gray: bool = True) -> RestoreResult:
+                keep_gray: bool = True, face_detector: object | None = None) -> RestoreResult:
         """Restore a batch of photos of one size.
 
         Args:
@@ -122,6 +127,8 @@ class Restorer:
             face_size: 256 (``Setting_9_epoch_100``) or 512 (``FaceSR_512``); default 512
                 with ``hr``, else 256, as the reference's ``run.py``.
             keep_gray: gray inputs come back gray (``False``: as RGB).
+            face_detector: a ready :class:`~oldphoto_core.faces.FaceDetector` to use instead of
+                building the ``faces`` backend (``faces`` must then not be ``"off"``).
         """
         if scratch not in SCRATCH_MODES:
             raise InputError(f"scratch must be one of {SCRATCH_MODES}, got {scratch!r}")
@@ -132,12 +139,15 @@ class Restorer:
             raise InputError(f"face_size must be 256 or 512, got {face_size}")
         check_images(images)
         self.check_models(scratch, hr, faces != "off", face_size)
+        if faces == "off":
+            face_detector = None
+        elif face_detector is None:
+            face_detector = self.face_detector(faces)
         with fast_math(self.precision):
-            return self._restore(images, scratch, hr, faces, face_size, keep_gray)
+            return self._restore(images, scratch, hr, face_detector, face_size, keep_gray)
 
-    def _restore(self, images: torch.Tensor, scratch: str, hr: bool, faces: str,
+    def _restore(self, images: torch.Tensor, scratch: str, hr: bool, detector: object | None,
                  face_size: int, keep_gray: bool) -> RestoreResult:
-        detector = self.face_detector(faces) if faces != "off" else None
         rgb, alpha, gray = _split_channels(images)
         if scratch == "off":
             out, mask, working, mode = self._quality(rgb)
@@ -179,6 +189,13 @@ class Restorer:
                            torch.zeros_like(mask), mask)
         net_mask = dilate_mask(mask, HR_MASK_DILATION) if hr else mask
         tile = self._tile(work_in)
+        positions = (size[0] // 4) * (size[1] // 4)
+        if not hr and positions > SLOW_ATTENTION_POSITIONS and \
+                self.store.get("mapping_scratch").device.type == "cpu":
+            log.warning("oldphoto: the scratch mapping's attention is exact and global: for a "
+                        "%dx%d photo it is about %.0f TFLOP, which takes long on a CPU; the HR "
+                        "mode (--hr / hr=True) is the reference's mode for large photos",
+                        size[1], size[0], 4 * 512 * positions**2 / 1e12)
         latent = encode_old(work_in, self.store.get("vae_a"), mask=net_mask, tile=tile)
         clean = map_latent(latent, self.store.get("mapping_hr" if hr else "mapping_scratch"),
                            mask=net_mask, tile=tile)
