@@ -3,6 +3,7 @@ Deep Latent Space Translation"). Pure PyTorch; never imports ComfyUI."""
 
 from .degrade import DegradeConfig, DegradeResult, degrade
 from .errors import CheckpointError, InputError, OldPhotoError, UnsupportedModelError
+from .faces import Face, FaceDetector, make_face_detector, restore_faces
 from .imageio import read_image, write_image
 from .loading import (
     ModelDescriptor,
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ARCHITECTURES", "KINDS", "ArchSpec", "CheckpointError", "DegradeConfig", "DegradeResult",
+    "Face", "FaceDetector", "make_face_detector", "restore_faces",
     "InputError", "MissingModelsError", "ModelDescriptor", "ModelStore", "OldPhotoError",
     "OldPhotoLatent", "RestoreResult", "Restorer", "UnsupportedModelError",
     "canonicalize_state_dict", "decode_clean", "degrade", "detect_architecture",

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..numerics import network_math
 from .types import Face
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ def enhance_crops(crops: torch.Tensor, model: FaceModel, *,
     try:
         if moved:
             net.to(device=run_device, dtype=run_dtype)
-        with torch.inference_mode():
+        with network_math():  # inference mode, strict fp32 unless the caller opted into TF32
             for s in range(0, n, step):
                 x = crops[s:s + step].to(device=run_device, dtype=torch.float32)
                 x = ((x - 0.5) / 0.5).to(run_dtype)
