@@ -29,8 +29,14 @@ def _ensure_core() -> None:
         raise
 
 
-_ensure_core()
-
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
+if __package__:
+    _ensure_core()
+    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+else:
+    # Imported as a plain file, not as ComfyUI's package: e.g. pytest setting up the repository
+    # folder as a package when its name is not a Python identifier ("oldphoto-main"). There is
+    # no parent package to import the nodes relative to, so there are none to export.
+    NODE_CLASS_MAPPINGS: dict[str, type] = {}
+    NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
