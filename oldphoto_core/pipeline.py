@@ -20,7 +20,13 @@ from .errors import InputError
 from .models import ModelStore, required_roles
 from .numerics import PRECISIONS, fast_math
 from .resample import pil_resize, round_to_multiple
-from .stages.restore import decode_clean, encode_old, map_latent, reference_stretch
+from .stages.restore import (
+    decode_clean,
+    encode_old,
+    map_latent,
+    quality_working_size,
+    reference_stretch,
+)
 from .stages.scratch import detect_scratches, dilate_mask, luma
 
 __all__ = ["Restorer", "RestoreResult", "SCRATCH_MODES", "FACE_MODES"]
@@ -163,11 +169,12 @@ class Restorer:
 
     # -- stage 1 variants -------------------------------------------------------------------
     def _quality(self, rgb: torch.Tensor):
-        tile = self._tile(rgb)
-        latent = encode_old(rgb, self.store.get("vae_a"), fit="resize", tile=tile)
+        work_in = pil_resize(rgb, quality_working_size(*rgb.shape[-2:]), "bilinear")
+        tile = self._tile(work_in)
+        latent = encode_old(work_in, self.store.get("vae_a"), tile=tile)
         clean = map_latent(latent, self.store.get("mapping_quality"), tile=tile)
         working = self._decode(clean, "vae_b_quality", tile)
-        working["input"] = pil_resize(rgb, clean.working_size, "bilinear")
+        working["input"] = work_in
         out = pil_resize(working["stretched"], tuple(rgb.shape[-2:]), "bicubic")
         mask = torch.zeros_like(rgb[:, :1])
         return out, mask, working, "quality"
