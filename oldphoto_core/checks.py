@@ -2,45 +2,66 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .errors import InputError
 
-__all__ = ["check_images", "check_mask", "MIN_SIDE"]
+__all__ = ["check_images", "check_mask", "MIN_SIDE", "RANGE_SLACK"]
 
 #: Smallest image side the networks can process (reflection padding, 4x/16x downsampling).
 MIN_SIDE = 16
+#: How far outside [0, 1] values may stray (round-off of a previous decoder) before we refuse.
+RANGE_SLACK = 1e-3
 
 
 def check_images(x: object, *, name: str = "image", channels: tuple[int, ...] = (1, 3, 4),
-                 min_side: int = MIN_SIDE) -> torch.Tensor:
+                 min_side: int = MIN_SIDE, slack: float = RANGE_SLACK) -> torch.Tensor:
     """Check an NCHW float image batch in [0, 1]; returns it unchanged.
 
+    The one input check of every stage (restoration, faces, degradation), so that a user gets
+    the same words for the same mistake wherever it is made.
+
+    Args:
+        x: the batch.
+        name: how messages call it.
+        channels: accepted channel counts (gray 1, RGB 3, RGBA 4).
+        min_side: smallest accepted height and width.
+        slack: how far outside [0, 1] values may stray (decoder round-off).
+
     Raises:
-        InputError: not a tensor, wrong rank, empty batch, channel count not in ``channels``,
-            integer dtype, NaN/inf, values outside [0, 1], or a side below ``min_side``.
+        InputError: not a tensor, not rank 4, integer dtype, wrong channel count, empty batch,
+            a side below ``min_side``, NaN/inf, or values outside [0, 1].
     """
     if not isinstance(x, torch.Tensor):
-        raise InputError(f"{name}: expected a torch.Tensor [B, C, H, W], got {type(x).__name__}")
+        raise InputError(f"{name}: expected a torch.Tensor [B, C, H, W], found "
+                         f"{type(x).__name__}")
     if x.ndim != 4:
-        raise InputError(f"{name}: expected shape [B, C, H, W], got {tuple(x.shape)}")
+        raise InputError(f"{name}: expected a 4-D tensor [B, C, H, W] (rank 4, NCHW), found "
+                         f"shape {tuple(x.shape)}")
     b, c, h, w = x.shape
-    if b == 0:
-        raise InputError(f"{name}: the batch is empty (shape {tuple(x.shape)})")
-    if c not in channels:
-        raise InputError(f"{name}: expected {' or '.join(map(str, channels))} channels "
-                         f"(gray, RGB, RGBA), got {c}")
     if not x.is_floating_point():
-        raise InputError(f"{name}: expected float values in [0, 1], got dtype {x.dtype}; "
+        raise InputError(f"{name}: expected a floating-point image in [0, 1], found {x.dtype}; "
                          "divide 8-bit data by 255 and 16-bit data by 65535 first")
+    if c not in channels:
+        names = {1: "1 (grey)", 3: "3 (RGB)", 4: "4 (RGBA)"}
+        wanted = [names.get(k, str(k)) for k in channels]
+        listed = wanted[0] if len(wanted) == 1 else ", ".join(wanted[:-1]) + " or " + wanted[-1]
+        raise InputError(f"{name}: expected {listed} channels, found {c} (shape "
+                         f"{tuple(x.shape)}; the layout must be NCHW - ComfyUI's IMAGE is "
+                         "[B, H, W, C] and must be permuted)")
+    if b == 0:
+        raise InputError(f"{name}: expected at least one image, found an empty batch "
+                         f"{tuple(x.shape)}")
     if min(h, w) < min_side:
-        raise InputError(f"{name}: {h}x{w} is too small; both sides must be at least "
-                         f"{min_side} px")
-    if not bool(torch.isfinite(x).all()):
-        raise InputError(f"{name}: contains NaN or infinite values")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < -1e-4 or hi > 1 + 1e-4:
-        raise InputError(f"{name}: values must lie in [0, 1], found [{lo:.4g}, {hi:.4g}]")
+        raise InputError(f"{name}: expected height and width >= {min_side}, found {h}x{w} "
+                         "(too small)")
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InputError(f"{name}: expected values in [0, 1], found NaN or infinite values")
+    if lo < -slack or hi > 1 + slack:
+        raise InputError(f"{name}: expected values in [0, 1], found [{lo:.4g}, {hi:.4g}]")
     return x
 
 

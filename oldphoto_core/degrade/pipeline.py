@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..checks import check_images
 from ..errors import InputError
 from ._random import Stream, bernoulli, choice, item_rng, smooth_noise, uniform
 from .config import DEFAULT_CONFIG, DegradeConfig
@@ -74,27 +75,7 @@ class DegradeResult:
 
 
 def _check_input(image: Any, seed: Any, index_offset: Any) -> None:
-    if not isinstance(image, Tensor):
-        raise InputError(f"degrade: expected a torch.Tensor [B, C, H, W], found "
-                         f"{type(image).__name__}")
-    if image.ndim != 4:
-        raise InputError(f"degrade: expected a 4-D tensor [B, C, H, W], found shape "
-                         f"{tuple(image.shape)}")
-    b, c, h, w = image.shape
-    if not image.is_floating_point():
-        raise InputError(f"degrade: expected a floating-point image in 0..1, found {image.dtype}")
-    if c not in (1, 3, 4):
-        raise InputError(f"degrade: expected 1 (grey), 3 (RGB) or 4 (RGBA) channels, found {c} "
-                         f"(shape {tuple(image.shape)}; layout must be NCHW)")
-    if b == 0:
-        raise InputError(f"degrade: expected at least one image, found an empty batch "
-                         f"{tuple(image.shape)}")
-    if h < MIN_SIZE or w < MIN_SIZE:
-        raise InputError(f"degrade: expected height and width >= {MIN_SIZE}, found {h}x{w}")
-    lo, hi = (v.item() for v in torch.aminmax(image))  # NaN propagates into both
-    if not (lo >= -RANGE_TOLERANCE and hi <= 1 + RANGE_TOLERANCE):
-        raise InputError(f"degrade: expected values in [0, 1] (finite), found min {lo:.4g}, "
-                         f"max {hi:.4g}")
+    check_images(image, name="degrade", min_side=MIN_SIZE, slack=RANGE_TOLERANCE)
     for name, v in (("seed", seed), ("index_offset", index_offset)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
             raise InputError(f"degrade: expected {name} to be an int >= 0, found {v!r}")
