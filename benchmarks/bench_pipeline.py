@@ -101,7 +101,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", default=None, help="models folder (default: a temp folder)")
-    ap.add_argument("--precision", choices=("exact", "tf32"), default="exact")
+    ap.add_argument("--precision", choices=("exact", "direct", "tf32"), default="exact")
     ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     import torch

@@ -22,6 +22,7 @@ from .loading import (
     read_state_dict,
     save_safetensors,
 )
+from .numerics import PRECISIONS
 
 __all__ = ["main", "build_parser"]
 
@@ -90,9 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--insightface-root", default=None, metavar="DIR",
                    help="folder with insightface model packs (default MODELS/insightface)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto")
-    p.add_argument("--precision", choices=("exact", "tf32"), default="exact",
-                   help="GPU math: strict fp32 as the reference (exact) or TF32 (faster on "
-                        "recent NVIDIA GPUs, slightly different results)")
+    p.add_argument("--precision", choices=PRECISIONS, default="exact",
+                   help="exact: float32, Winograd for wide 3x3 convolutions on CPU (default); "
+                        "direct: float32 with direct convolutions only (bit-for-bit as the "
+                        "reference); tf32: TF32 on recent NVIDIA GPUs (faster, slightly "
+                        "different results)")
     p.add_argument("--force-rgb", action="store_true",
                    help="write gray scans as RGB (default: gray stays gray)")
     p.add_argument("--overwrite", action="store_true",

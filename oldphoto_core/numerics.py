@@ -1,11 +1,19 @@
-"""Float32 that stays float32 on GPUs, unless the caller opts into TF32.
+"""How our network calls do their float32 arithmetic: the ``precision`` setting.
 
-PyTorch lets cuDNN convolutions use TF32 (10-bit mantissa) by default on Ampere and newer GPUs.
-Measured on an H100 with the parity kit (``benchmarks/gpu_precision.py``), TF32 moves every
-network of the paper beyond its parity tolerance (e.g. ``mapping_scratch`` by 0.1 where 6e-4 is
-allowed) and bf16/fp16 much further, while strict fp32 stays within it. Our network calls
-therefore run with TF32 off by default, and restore the caller's global flags afterwards (ComfyUI
-and other node packs share them). :func:`fast_math` opts in, for speed over fidelity.
+* ``"exact"`` (default): float32 throughout. On GPUs TF32 is turned off: PyTorch lets cuDNN
+  use TF32 (10-bit mantissa) by default on Ampere and newer, and measured on an H100 with the
+  parity kit (``benchmarks/gpu_precision.py``) that moves every network of the paper beyond its
+  parity tolerance (``mapping_scratch`` by 0.1 where 6e-4 is allowed; bf16/fp16 much further),
+  while strict fp32 stays within it. On CPUs, wide 3x3 convolutions use Winograd's F(4x4, 3x3)
+  (:mod:`oldphoto_core.winograd`): an exact algorithm whose float32 rounding differs from the
+  direct one at the 1e-6 level, and which does about 4x fewer multiply-adds.
+* ``"direct"``: as ``"exact"``, with every convolution computed directly by PyTorch, for
+  bit-for-bit comparisons with the reference implementation.
+* ``"tf32"``: TF32 allowed on GPUs, for speed over fidelity.
+
+The setting lives in a context variable (:func:`use_precision`), and :func:`network_math`
+applies it around each network call, restoring the caller's global flags afterwards (ComfyUI and
+other node packs share them).
 """
 
 from __future__ import annotations
@@ -16,28 +24,37 @@ from contextvars import ContextVar
 
 import torch
 
-__all__ = ["fast_math", "network_math", "PRECISIONS"]
+__all__ = ["use_precision", "network_math", "fast_convolutions", "PRECISIONS"]
 
-PRECISIONS = ("exact", "tf32")
-_ALLOW_TF32: ContextVar[bool] = ContextVar("oldphoto_allow_tf32", default=False)
+PRECISIONS = ("exact", "direct", "tf32")
+_PRECISION: ContextVar[str] = ContextVar("oldphoto_precision", default="exact")
 
 
 @contextmanager
-def fast_math(precision: str = "tf32") -> Iterator[None]:
-    """Within the block, our network calls use ``precision`` (``"exact"`` or ``"tf32"``)."""
+def use_precision(precision: str) -> Iterator[None]:
+    """Within the block, our network calls use ``precision`` (one of :data:`PRECISIONS`)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    token = _ALLOW_TF32.set(precision == "tf32")
+    token = _PRECISION.set(precision)
     try:
         yield
     finally:
-        _ALLOW_TF32.reset(token)
+        _PRECISION.reset(token)
+
+
+def fast_convolutions() -> bool:
+    """Whether convolutions may use a fast exact algorithm (Winograd) instead of the direct one.
+
+    Only for inference: with gradients enabled (training) the direct kernels and their
+    backward passes are used.
+    """
+    return _PRECISION.get() != "direct" and not torch.is_grad_enabled()
 
 
 @contextmanager
 def network_math() -> Iterator[None]:
     """Inference mode with the TF32 flags set for the current precision, restored after."""
-    allow = _ALLOW_TF32.get()
+    allow = _PRECISION.get() == "tf32"
     saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     try:
         torch.backends.cudnn.allow_tf32 = allow

@@ -18,7 +18,7 @@ import torch
 from .checks import check_images
 from .errors import InputError
 from .models import ModelStore, required_roles
-from .numerics import PRECISIONS, fast_math
+from .numerics import PRECISIONS, use_precision
 from .resample import pil_resize, round_to_multiple
 from .stages.restore import (
     decode_clean,
@@ -149,7 +149,7 @@ class Restorer:
             face_detector = None
         elif face_detector is None:
             face_detector = self.face_detector(faces)
-        with fast_math(self.precision):
+        with use_precision(self.precision):
             return self._restore(images, scratch, hr, face_detector, face_size, keep_gray)
 
     def _restore(self, images: torch.Tensor, scratch: str, hr: bool, detector: object | None,

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .arch.blocks import ResnetBlock
+from .arch.conv import conv2d
 
 __all__ = ["run_tiled", "tiled_runner", "DEFAULT_STRIP_ELEMENTS"]
 
@@ -120,7 +121,7 @@ class _Runner:
             strip = x[:, :, max(lo, 0):min(hi, h)].to(self.device)
             strip = F.pad(strip, (left, right, max(0, -lo), max(0, hi - h)), mode=mode) \
                 if mode == "reflect" or any(pad) else strip
-            y = F.conv2d(strip, conv.weight, conv.bias, (sh, sw), 0, (dh, dw), conv.groups)
+            y = conv2d(strip, conv.weight, conv.bias, (sh, sw), 0, (dh, dw), conv.groups)
             out[:, :, r0:r1] = y.to(out.device)
         return out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oldphoto_core.numerics import fast_math, network_math
+from oldphoto_core.numerics import network_math, use_precision
 
 
 @pytest.fixture
@@ -28,9 +28,9 @@ def test_exact_by_default_and_flags_restored(flags):
     assert _state() == (True, True)
 
 
-def test_fast_math_opts_in_for_the_block_only(flags):
+def test_use_precision_opts_in_for_the_block_only(flags):
     torch.backends.cudnn.allow_tf32 = False
-    with fast_math("tf32"), network_math():
+    with use_precision("tf32"), network_math():
         assert _state() == (True, True)
     with network_math():
         assert _state() == (False, False)
@@ -38,5 +38,5 @@ def test_fast_math_opts_in_for_the_block_only(flags):
 
 
 def test_unknown_precision():
-    with pytest.raises(ValueError, match="precision"), fast_math("fp8"):
+    with pytest.raises(ValueError, match="precision"), use_precision("fp8"):
         pass

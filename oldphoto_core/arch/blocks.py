@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conv import Conv2d, conv2d
+
 __all__ = ["ResnetBlock", "Runner", "conv_norm_relu", "instance_norm", "run_stack",
            "SpectralNormConv2d"]
 
@@ -33,7 +35,7 @@ def instance_norm(channels: int) -> nn.InstanceNorm2d:
 
 def conv_norm_relu(in_ch: int, out_ch: int) -> list[nn.Module]:
     """3x3 zero-padded conv + instance norm + ReLU: three positions in a Sequential."""
-    return [nn.Conv2d(in_ch, out_ch, 3, 1, 1), instance_norm(out_ch), nn.ReLU(inplace=True)]
+    return [Conv2d(in_ch, out_ch, 3, 1, 1), instance_norm(out_ch), nn.ReLU(inplace=True)]
 
 
 class ResnetBlock(nn.Module):
@@ -52,11 +54,11 @@ class ResnetBlock(nn.Module):
         super().__init__()
         self.conv_block = nn.Sequential(
             nn.ReflectionPad2d(dilation),
-            nn.Conv2d(channels, channels, kernel_size=3, padding=0, dilation=dilation),
+            Conv2d(channels, channels, kernel_size=3, padding=0, dilation=dilation),
             instance_norm(channels),
             nn.ReLU(inplace=True),
             nn.ReflectionPad2d(1),
-            nn.Conv2d(channels, channels, kernel_size=3, padding=0),
+            Conv2d(channels, channels, kernel_size=3, padding=0),
             instance_norm(channels),
         )
 
@@ -122,7 +124,7 @@ class SpectralNormConv2d(nn.Module):
         return self._cache[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight(), self.bias, self.stride, self.padding)
+        return conv2d(x, self.weight(), self.bias, self.stride, self.padding)
 
     def _apply(self, fn, recurse=True):  # type: ignore[override]
         self._cache = None  # device/dtype moves invalidate the cached weight

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .blocks import ResnetBlock, Runner, conv_norm_relu, run_stack
+from .conv import Conv2d
 from .partial_nonlocal import PartialNonLocalBlock
 from .patch_attention import PatchAttention
 
@@ -34,7 +35,7 @@ def _tail(latent_ch: int, width: int) -> list[nn.Module]:
     chans = [min(16 * latent_ch, width), min(8 * latent_ch, width), min(4 * latent_ch, width),
              min(2 * latent_ch, width)]
     layers = [m for a, b in zip(chans, chans[1:], strict=False) for m in conv_norm_relu(a, b)]
-    return layers + [nn.Conv2d(chans[-1], latent_ch, 3, 1, 1)]
+    return layers + [Conv2d(chans[-1], latent_ch, 3, 1, 1)]
 
 
 class QualityMapping(nn.Module):

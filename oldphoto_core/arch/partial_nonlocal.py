@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ResnetBlock, Runner, run_stack
+from .conv import Conv2d
 
 __all__ = ["PartialNonLocalBlock", "partial_attention", "clean_indicator"]
 
@@ -144,10 +145,10 @@ class PartialNonLocalBlock(nn.Module):
     def __init__(self, channels: int = 512, *, chunk_elements: int | None = None) -> None:
         super().__init__()
         self.chunk_elements = chunk_elements
-        self.g = nn.Conv2d(channels, channels, kernel_size=1)
-        self.W = nn.Conv2d(channels, channels, kernel_size=1)
-        self.theta = nn.Conv2d(channels, channels, kernel_size=1)
-        self.phi = nn.Conv2d(channels, channels, kernel_size=1)
+        self.g = Conv2d(channels, channels, kernel_size=1)
+        self.W = Conv2d(channels, channels, kernel_size=1)
+        self.theta = Conv2d(channels, channels, kernel_size=1)
+        self.phi = Conv2d(channels, channels, kernel_size=1)
         self.res_block = nn.Sequential(*(ResnetBlock(channels) for _ in range(3)))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor,

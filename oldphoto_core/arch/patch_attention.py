@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ResnetBlock, Runner, run_stack
+from .conv import Conv2d
 
 __all__ = ["PatchAttention", "damaged_latent_mask"]
 
@@ -58,7 +59,7 @@ class PatchAttention(nn.Module):
     def __init__(self, channels: int = 512, *, patch_size: int) -> None:
         super().__init__()
         self.patch_size = patch_size
-        self.F_Combine = nn.Conv2d(2 * channels + 1, channels, kernel_size=3, padding=1)
+        self.F_Combine = Conv2d(2 * channels + 1, channels, kernel_size=3, padding=1)
         self.res_block = nn.Sequential(ResnetBlock(channels))
 
     def compose(self, x: torch.Tensor, latent_mask: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conv import Conv2d
+
 __all__ = ["ScratchUNet", "BlurPool"]
 
 
@@ -35,7 +37,7 @@ class BlurPool(nn.Module):
 
 
 def _conv_bn_lrelu(in_ch: int, out_ch: int) -> list[nn.Module]:
-    return [nn.ReflectionPad2d(1), nn.Conv2d(in_ch, out_ch, kernel_size=3), nn.BatchNorm2d(out_ch),
+    return [nn.ReflectionPad2d(1), Conv2d(in_ch, out_ch, kernel_size=3), nn.BatchNorm2d(out_ch),
             nn.LeakyReLU(0.2, inplace=True)]
 
 
@@ -56,7 +58,7 @@ class _UpBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int) -> None:
         super().__init__()
         self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                                nn.ReflectionPad2d(1), nn.Conv2d(in_ch, out_ch, kernel_size=3))
+                                nn.ReflectionPad2d(1), Conv2d(in_ch, out_ch, kernel_size=3))
         self.conv_block = _ConvBlock(in_ch, out_ch)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -81,7 +83,7 @@ class ScratchUNet(nn.Module):
                  base: int = 64) -> None:
         super().__init__()
         self.multiple_of = 2 ** depth
-        self.first = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(in_channels, base, 7),
+        self.first = nn.Sequential(nn.ReflectionPad2d(3), Conv2d(in_channels, base, 7),
                                    nn.LeakyReLU(0.2, inplace=True))
         widths = [base * 2 ** i for i in range(depth + 1)]
         self.down_sample = nn.ModuleList(
@@ -90,7 +92,7 @@ class ScratchUNet(nn.Module):
             _ConvBlock(a, b) for a, b in zip(widths, widths[1:], strict=False))
         self.up_path = nn.ModuleList(
             _UpBlock(widths[i + 1], widths[i]) for i in reversed(range(depth)))
-        self.last = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(base, out_channels, 3))
+        self.last = nn.Sequential(nn.ReflectionPad2d(1), Conv2d(base, out_channels, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import SpectralNormConv2d
+from .conv import Conv2d
 
 __all__ = ["SPADEFaceGenerator"]
 
@@ -28,9 +29,9 @@ class SPADE(nn.Module):
     def __init__(self, channels: int, cond_channels: int = 3) -> None:
         super().__init__()
         self.param_free_norm = nn.BatchNorm2d(channels, affine=False)
-        self.mlp_shared = nn.Sequential(nn.Conv2d(cond_channels, _HIDDEN, 3, padding=1), nn.ReLU())
-        self.mlp_gamma = nn.Conv2d(_HIDDEN, channels, 3, padding=1)
-        self.mlp_beta = nn.Conv2d(_HIDDEN, channels, 3, padding=1)
+        self.mlp_shared = nn.Sequential(Conv2d(cond_channels, _HIDDEN, 3, padding=1), nn.ReLU())
+        self.mlp_gamma = Conv2d(_HIDDEN, channels, 3, padding=1)
+        self.mlp_beta = Conv2d(_HIDDEN, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
         cond = F.interpolate(face, size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -75,7 +76,7 @@ class SPADEFaceGenerator(nn.Module):
     def __init__(self, *, base: int = 64) -> None:
         super().__init__()
         nf = base
-        self.fc = nn.Conv2d(3, 16 * nf, 3, padding=1)
+        self.fc = Conv2d(3, 16 * nf, 3, padding=1)
         self.head_0 = SPADEResBlock(16 * nf, 16 * nf)
         self.G_middle_0 = SPADEResBlock(16 * nf, 16 * nf)
         self.G_middle_1 = SPADEResBlock(16 * nf, 16 * nf)
@@ -83,7 +84,7 @@ class SPADEFaceGenerator(nn.Module):
         self.up_1 = SPADEResBlock(8 * nf, 4 * nf)
         self.up_2 = SPADEResBlock(4 * nf, 2 * nf)
         self.up_3 = SPADEResBlock(2 * nf, nf)
-        self.conv_img = nn.Conv2d(nf, 3, 3, padding=1)
+        self.conv_img = Conv2d(nf, 3, 3, padding=1)
 
     def forward_pre_tanh(self, face: torch.Tensor) -> torch.Tensor:
         """The generator's output before the final tanh (what the parity kit calls pre_tanh)."""

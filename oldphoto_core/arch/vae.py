@@ -10,12 +10,13 @@ import torch
 from torch import nn
 
 from .blocks import ResnetBlock, Runner, instance_norm, run_stack
+from .conv import Conv2d
 
 __all__ = ["OldPhotoVAE"]
 
 
 def _down(in_ch: int, out_ch: int) -> list[nn.Module]:
-    return [nn.Conv2d(in_ch, out_ch, kernel_size=4, stride=2, padding=1), instance_norm(out_ch),
+    return [Conv2d(in_ch, out_ch, kernel_size=4, stride=2, padding=1), instance_norm(out_ch),
             nn.ReLU(inplace=True)]
 
 
@@ -44,7 +45,7 @@ class OldPhotoVAE(nn.Module):
         super().__init__()
         c = channels
         self.encoder = nn.Sequential(
-            nn.ReflectionPad2d(3), nn.Conv2d(image_channels, c, kernel_size=7), instance_norm(c),
+            nn.ReflectionPad2d(3), Conv2d(image_channels, c, kernel_size=7), instance_norm(c),
             nn.ReLU(inplace=True),
             *_down(c, c),
             *_down(c, c),
@@ -54,7 +55,7 @@ class OldPhotoVAE(nn.Module):
             *(ResnetBlock(c) for _ in range(4)),
             *_up(c, c),
             *_up(c, c),
-            nn.ReflectionPad2d(3), nn.Conv2d(c, image_channels, kernel_size=7), nn.Tanh(),
+            nn.ReflectionPad2d(3), Conv2d(c, image_channels, kernel_size=7), nn.Tanh(),
         )
 
     def encode(self, image: torch.Tensor, runner: Runner | None = None) -> torch.Tensor:

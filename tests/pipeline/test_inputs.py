@@ -55,7 +55,10 @@ def test_batch_equals_items(restorer, photo) -> None:
     together = restorer.restore(batch, scratch="on").images
     for i in range(2):
         alone = restorer.restore(batch[i:i + 1], scratch="on").images
-        assert torch.allclose(together[i:i + 1], alone, atol=1e-4)
+        # no cross-talk between items (e.g. shared normalisation statistics would move pixels
+        # by 1e-2 or more); kernels for batch 2 and batch 1 round differently, which the random
+        # synthetic weights amplify to ~1e-4 (a fortieth of an 8-bit level)
+        assert torch.allclose(together[i:i + 1], alone, atol=1e-3)
 
 
 def test_tiled_pipeline_equals_untiled(synthetic_store, photo) -> None:

@@ -1,0 +1,113 @@
+"""Winograd F(4x4, 3x3): the same convolution as the direct one, to float32 rounding."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from oldphoto_core.arch.conv import WINOGRAD_MIN_CHANNELS, Conv2d, conv2d
+from oldphoto_core.numerics import use_precision
+from oldphoto_core.winograd import _AT, _BT, _G, winograd_conv3x3
+
+
+def test_transforms_are_an_exact_correlation_algorithm() -> None:
+    """sum_j AT[i,j] G[j,k] BT[j,l] == [l == i + k], in exact rational arithmetic."""
+    frac = [[[Fraction(v).limit_denominator(100) for v in row] for row in m]
+            for m in (_AT, _G, _BT)]
+    at, g, bt = frac
+    for i in range(4):
+        for k in range(3):
+            for lo in range(6):
+                total = sum(at[i][j] * g[j][k] * bt[j][lo] for j in range(6))
+                assert total == (1 if lo == i + k else 0)
+
+
+@pytest.mark.parametrize(("b", "cin", "cout", "h", "w", "pad"), [
+    (1, 3, 5, 6, 6, 0),          # exactly one tile
+    (2, 4, 7, 11, 13, 1),        # ragged last tile row and column, batch
+    (1, 16, 8, 3, 3, 1),         # a 3x3 map padded to one output tile
+    (3, 32, 64, 37, 21, 0),
+])
+def test_matches_direct_convolution(b, cin, cout, h, w, pad) -> None:
+    g = torch.Generator().manual_seed(cin * h + w)
+    x = torch.randn(b, cin, h, w, generator=g)
+    weight = torch.randn(cout, cin, 3, 3, generator=g) / (3 * cin ** 0.5)
+    bias = torch.randn(cout, generator=g)
+    ref = F.conv2d(x.double(), weight.double(), bias.double(), padding=pad)
+    ours = winograd_conv3x3(x, weight, bias, pad)
+    direct = F.conv2d(x, weight, bias, padding=pad)
+    assert ours.shape == ref.shape and ours.is_contiguous()
+    peak = ref.abs().max().item()
+    # within a few float32 roundings of the output's peak, as the direct convolution is
+    assert (ours - ref).abs().max().item() <= max(4 * (direct - ref).abs().max().item(),
+                                                  2e-6 * peak)
+
+
+def test_wide_layer_accuracy_is_that_of_the_direct_algorithm() -> None:
+    """512 channels over many tiles: the case the restoration spends its time in."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.relu(torch.randn(1, 512, 30, 41, generator=g))
+    weight = torch.randn(512, 512, 3, 3, generator=g) / (3 * 512 ** 0.5)
+    ref = F.conv2d(x.double(), weight.double(), padding=1)
+    peak = ref.abs().max().item()
+    err_w = (winograd_conv3x3(x, weight, None, 1) - ref).abs().max().item() / peak
+    err_d = (F.conv2d(x, weight, padding=1) - ref).abs().max().item() / peak
+    assert err_w < 5e-6
+    assert err_w < 2.5 * err_d
+
+
+def test_bad_shapes_are_refused() -> None:
+    with pytest.raises(ValueError, match="3x3"):
+        winograd_conv3x3(torch.zeros(1, 2, 8, 8), torch.zeros(4, 2, 5, 5))
+    with pytest.raises(ValueError, match="smaller"):
+        winograd_conv3x3(torch.zeros(1, 2, 2, 2), torch.zeros(4, 2, 3, 3))
+
+
+def _wide_conv() -> Conv2d:
+    torch.manual_seed(0)
+    return Conv2d(WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_CHANNELS, 3, padding=1).eval()
+
+
+def test_module_dispatch_follows_precision(monkeypatch) -> None:
+    """Inference with precision 'exact' takes Winograd; 'direct' and training do not."""
+    import oldphoto_core.arch.conv as conv_mod
+    calls = []
+    real = conv_mod.winograd_conv3x3
+    monkeypatch.setattr(conv_mod, "winograd_conv3x3",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    conv = _wide_conv()
+    x = torch.randn(1, WINOGRAD_MIN_CHANNELS, 12, 10)
+    with torch.no_grad():
+        fast = conv(x)
+        assert calls == [1]
+        with use_precision("direct"):
+            direct = conv(x)
+        assert calls == [1]
+    conv(x)  # gradients enabled: direct kernels
+    assert calls == [1]
+    assert torch.allclose(fast, direct, atol=1e-5)
+
+
+def test_narrow_strided_or_grouped_convs_stay_direct(monkeypatch) -> None:
+    import oldphoto_core.arch.conv as conv_mod
+    monkeypatch.setattr(conv_mod, "winograd_conv3x3",
+                        lambda *a, **k: pytest.fail("Winograd used where it does not apply"))
+    c = WINOGRAD_MIN_CHANNELS
+    with torch.no_grad():
+        conv2d(torch.randn(1, 64, 12, 12), torch.randn(64, 64, 3, 3), padding=1)
+        conv2d(torch.randn(1, c, 12, 12), torch.randn(c, c, 3, 3), stride=2, padding=1)
+        conv2d(torch.randn(1, c, 12, 12), torch.randn(c, c // 2, 3, 3), padding=1, groups=2)
+        conv2d(torch.randn(1, c, 12, 12), torch.randn(c, c, 3, 3), dilation=2, padding=2)
+        conv2d(torch.randn(1, c, 12, 12).double(), torch.randn(c, c, 3, 3).double())
+
+
+def test_same_bits_alone_or_in_a_batch() -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 64, 50, 47, generator=g)
+    weight = torch.randn(64, 64, 3, 3, generator=g)
+    batch = winograd_conv3x3(x, weight, None, 1)
+    for i in range(3):
+        assert torch.equal(batch[i:i + 1], winograd_conv3x3(x[i:i + 1], weight, None, 1))
