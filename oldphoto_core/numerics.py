@@ -24,6 +24,8 @@ from contextvars import ContextVar
 
 import torch
 
+from .winograd import workspace
+
 __all__ = ["use_precision", "network_math", "fast_convolutions", "PRECISIONS"]
 
 PRECISIONS = ("exact", "direct", "tf32")
@@ -53,7 +55,8 @@ def fast_convolutions() -> bool:
 
 @contextmanager
 def network_math() -> Iterator[None]:
-    """Inference mode with the TF32 flags set for the current precision, restored after."""
+    """Inference mode with the TF32 flags set for the current precision, restored after, and
+    a :func:`~oldphoto_core.winograd.workspace` for the convolutions of the call."""
     allow = _PRECISION.get() == "tf32"
     saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     try:
@@ -62,7 +65,7 @@ def network_math() -> Iterator[None]:
     except RuntimeError:  # the caller uses the newer fp32_precision API: leave it to them
         saved = None
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), workspace():
             yield
     finally:
         if saved is not None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from oldphoto_core.arch.conv import WINOGRAD_MIN_CHANNELS, Conv2d, conv2d
+from oldphoto_core.arch.conv import WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_PIXELS, Conv2d, conv2d
 from oldphoto_core.numerics import use_precision
 from oldphoto_core.winograd import _AT, _BT, _G, winograd_conv3x3
 
@@ -79,7 +79,7 @@ def test_module_dispatch_follows_precision(monkeypatch) -> None:
     monkeypatch.setattr(conv_mod, "winograd_conv3x3",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
     conv = _wide_conv()
-    x = torch.randn(1, WINOGRAD_MIN_CHANNELS, 12, 10)
+    x = torch.randn(1, WINOGRAD_MIN_CHANNELS, 64, WINOGRAD_MIN_PIXELS // 64)
     with torch.no_grad():
         fast = conv(x)
         assert calls == [1]
@@ -96,12 +96,14 @@ def test_narrow_strided_or_grouped_convs_stay_direct(monkeypatch) -> None:
     monkeypatch.setattr(conv_mod, "winograd_conv3x3",
                         lambda *a, **k: pytest.fail("Winograd used where it does not apply"))
     c = WINOGRAD_MIN_CHANNELS
+    assert 12 * 12 < WINOGRAD_MIN_PIXELS
     with torch.no_grad():
         conv2d(torch.randn(1, 64, 12, 12), torch.randn(64, 64, 3, 3), padding=1)
         conv2d(torch.randn(1, c, 12, 12), torch.randn(c, c, 3, 3), stride=2, padding=1)
         conv2d(torch.randn(1, c, 12, 12), torch.randn(c, c // 2, 3, 3), padding=1, groups=2)
         conv2d(torch.randn(1, c, 12, 12), torch.randn(c, c, 3, 3), dilation=2, padding=2)
         conv2d(torch.randn(1, c, 12, 12).double(), torch.randn(c, c, 3, 3).double())
+        conv2d(torch.randn(1, c, 12, 12), torch.randn(c, c, 3, 3), padding=1)  # small map
 
 
 def test_same_bits_alone_or_in_a_batch() -> None:

@@ -16,11 +16,15 @@ from torch import nn
 from ..numerics import fast_convolutions
 from ..winograd import winograd_conv3x3
 
-__all__ = ["Conv2d", "conv2d", "WINOGRAD_MIN_CHANNELS"]
+__all__ = ["Conv2d", "conv2d", "WINOGRAD_MIN_CHANNELS", "WINOGRAD_MIN_PIXELS"]
 
 #: Winograd pays off from here (measured on a 2-core AVX2 CPU at 124x156: 512 channels 1.6x,
 #: 256 channels 1.4x faster; at 128 channels it merely breaks even).
 WINOGRAD_MIN_CHANNELS = 256
+#: ... and on maps of at least this many output pixels: the weight transform (36 values per
+#: channel pair, written once per call) costs as much as the products save below ~2000 pixels
+#: (the scratch U-Net's 1024-channel layer at 40x32 ran 2x slower by Winograd).
+WINOGRAD_MIN_PIXELS = 4096
 
 
 def _winograd_applies(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int],
@@ -30,7 +34,8 @@ def _winograd_applies(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, 
             and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
             and padding[0] == padding[1]
             and min(weight.shape[0], weight.shape[1]) >= WINOGRAD_MIN_CHANNELS
-            and min(x.shape[-2], x.shape[-1]) + 2 * padding[0] >= 6
+            and (x.shape[-2] + 2 * padding[0] - 2) * (x.shape[-1] + 2 * padding[1] - 2)
+            >= WINOGRAD_MIN_PIXELS
             and fast_convolutions())
 
 
@@ -44,8 +49,9 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     """``F.conv2d`` with integer zero padding, by Winograd where that is exact and faster.
 
     Winograd is used on CPU float32 inputs for 3x3, stride-1, undilated, ungrouped kernels with
-    at least :data:`WINOGRAD_MIN_CHANNELS` input and output channels, in inference, unless the
-    precision is ``"direct"`` (:mod:`oldphoto_core.numerics`).
+    at least :data:`WINOGRAD_MIN_CHANNELS` input and output channels and
+    :data:`WINOGRAD_MIN_PIXELS` output pixels, in inference, unless the precision is
+    ``"direct"`` (:mod:`oldphoto_core.numerics`).
     """
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     if _winograd_applies(x, weight, stride, padding, dilation, groups):

@@ -107,9 +107,13 @@ def partial_attention(theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor,
         log_w = torch.log(wv) if bool((wv < 1).any()) else None
         queries = theta[i].t()                           # [N, C]
         rows = _chunk_rows(n, keys.shape[0] + damaged.shape[0], chunk_elements)
+        # one logit buffer for all chunks: a fresh 10^8-byte allocation per chunk would be
+        # paid again in page faults (about 40 ms each on CPU)
+        buffer = queries.new_empty(rows * keys.shape[0])
         for start in range(0, n, rows):
             q = queries[start:start + rows]
-            logits = q @ keys.t()                        # [n, Nv]
+            logits = torch.mm(q, keys.t(), out=buffer[:q.shape[0] * keys.shape[0]]
+                              .view(q.shape[0], keys.shape[0]))  # [n, Nv]
             lse_plain = None
             if log_w is not None:
                 # soft key weights: the full softmax's mass needs the unweighted sum too
@@ -131,6 +135,18 @@ def partial_attention(theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor,
                 y.mul_(torch.clamp(mass / _RENORM_EPS, max=1.0)[:, None])
             out[i, :, start:start + rows] = y.t()
     return out
+
+
+def _pointwise(x: torch.Tensor, *convs: nn.Conv2d) -> torch.Tensor:
+    """1x1 convolutions of ``x`` ``[B, C, N]`` stacked along channels: ``[B, sum(Cout), N]``.
+
+    One matrix product for all of them (theta, phi and g read the same input): on CPUs this
+    runs at BLAS speed, 2-3x faster than three oneDNN 1x1 convolutions of a 512-channel map.
+    """
+    weight = torch.cat([conv.weight.flatten(1) for conv in convs])
+    bias = torch.cat([conv.bias for conv in convs])
+    return torch.baddbmm(bias[None, :, None].expand(x.shape[0], -1, x.shape[2]),
+                         weight.expand(x.shape[0], -1, -1), x)
 
 
 class PartialNonLocalBlock(nn.Module):
@@ -157,10 +173,10 @@ class PartialNonLocalBlock(nn.Module):
         clean = clean_indicator(mask.to(x.dtype), (h, w))
         chunk = self.chunk_elements or (DEFAULT_CHUNK_ELEMENTS if x.device.type == "cpu"
                                         else GPU_CHUNK_ELEMENTS)
-        y = partial_attention(self.theta(x).flatten(2), self.phi(x).flatten(2),
-                              self.g(x).flatten(2), clean.flatten(1), chunk_elements=chunk)
-        del mask
-        refined = run_stack(self.res_block, self.W(y.view(b, c, h, w)), runner)
+        theta, phi, g = _pointwise(x.flatten(2), self.theta, self.phi, self.g).split(c, dim=1)
+        y = partial_attention(theta, phi, g, clean.flatten(1), chunk_elements=chunk)
+        del mask, theta, phi, g
+        refined = run_stack(self.res_block, _pointwise(y, self.W).view(b, c, h, w), runner)
         del y
         # eq. 10: clean positions keep x, damaged ones take the refined attention result
         return refined.mul_(1 - clean).add_(clean * x)
