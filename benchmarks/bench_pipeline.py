@@ -70,12 +70,25 @@ def make_input(megapixels: float | None):
     return torch.from_numpy(np.asarray(big, dtype=np.float32) / 255).permute(2, 0, 1)[None]
 
 
+def sgemm_gflops(seconds: float = 1.0) -> float:
+    """This CPU's float32 matrix-product speed right now (shared machines vary by +-30%)."""
+    import torch
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        n += 1
+    return round(n * 2 * 1024**3 / (time.perf_counter() - t0) / 1e9, 1)
+
+
 def run_case(models: str, mode: str, megapixels: float | None, device: str,
              precision: str = "exact") -> dict:
     import torch
 
     from oldphoto_core.pipeline import Restorer
     image = make_input(megapixels)
+    speed = sgemm_gflops() if device == "cpu" else None
     t0 = time.perf_counter()
     restorer = Restorer(models, device=device, precision=precision)
     scratch = {"quality": "off", "scratch": "on", "hr": "on"}[mode]
@@ -88,6 +101,8 @@ def run_case(models: str, mode: str, megapixels: float | None, device: str,
            "seconds_incl_model_load": round(wall, 2),
            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
            "scratch_coverage": round(float(result.masks.mean()), 4)}
+    if speed is not None:
+        out["cpu_sgemm_gflops_before"] = speed
     if device.startswith("cuda"):
         out["peak_cuda_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
     return out

@@ -113,3 +113,21 @@ def test_same_bits_alone_or_in_a_batch() -> None:
     batch = winograd_conv3x3(x, weight, None, 1)
     for i in range(3):
         assert torch.equal(batch[i:i + 1], winograd_conv3x3(x[i:i + 1], weight, None, 1))
+
+
+def test_workspace_reuses_buffers_and_gives_the_same_bits() -> None:
+    import oldphoto_core.winograd as wg
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 32, 40, 36, generator=g)
+    w1, w2 = torch.randn(2, 32, 32, 3, 3, generator=g)
+    plain = wg.winograd_conv3x3(wg.winograd_conv3x3(x, w1, None, 1), w2, None, 1)
+    assert wg._POOL.get() is None
+    with wg.workspace():
+        first = wg.winograd_conv3x3(x, w1, None, 1)
+        pool = wg._POOL.get()
+        ptrs = {k: v.data_ptr() for k, v in pool.items()}
+        pooled = wg.winograd_conv3x3(first, w2, None, 1)
+        assert {k: v.data_ptr() for k, v in pool.items()} == ptrs  # same size: reused
+        assert first.data_ptr() not in ptrs.values()                 # outputs are fresh
+    assert wg._POOL.get() is None
+    assert torch.equal(plain, pooled)

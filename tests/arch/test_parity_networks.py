@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
+import oldphoto_core.arch.conv as conv_module
 from oldphoto_core import model_from_state_dict
+from oldphoto_core.numerics import use_precision
 
 
 def run_case(model_desc, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -37,14 +40,32 @@ def run_case(model_desc, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     raise AssertionError(f"no call convention for {arch.id}")
 
 
-def test_network_parity(network_case: Path, parity: Path, synth) -> None:
+def _winograd_layers(model: torch.nn.Module) -> int:
+    """3x3 kernels wide enough for Winograd (plain or spectrally normalised convolutions)."""
+    weights = [getattr(m, "weight_orig", getattr(m, "weight", None)) for m in model.modules()]
+    return sum(isinstance(w, torch.Tensor) and w.dim() == 4 and tuple(w.shape[2:]) == (3, 3)
+               and min(w.shape[:2]) >= conv_module.WINOGRAD_MIN_CHANNELS for w in weights)
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "winograd"])
+def test_network_parity(network_case: Path, parity: Path, synth, algorithm: str,
+                        monkeypatch) -> None:
+    """``direct``: PyTorch's own convolutions. ``winograd``: the default CPU path, forced onto
+    every wide 3x3 layer even where the kit's small maps would keep it direct."""
     case = json.loads(network_case.read_text())
     sd = synth(case["manifest_file"], case["seed"])
     desc = model_from_state_dict(sd, source=case["manifest_file"])
     data = load_file(parity / case["file"])
     inputs = {k.split(".", 1)[1]: v for k, v in data.items() if k.startswith("input.")}
-    with torch.no_grad():
+    calls = []
+    if algorithm == "winograd":
+        monkeypatch.setattr(conv_module, "WINOGRAD_MIN_PIXELS", 0)
+        real = conv_module.winograd_conv3x3
+        monkeypatch.setattr(conv_module, "winograd_conv3x3",
+                            lambda *a, **k: calls.append(1) or real(*a, **k))
+    with torch.no_grad(), use_precision("direct" if algorithm == "direct" else "exact"):
         outputs = run_case(desc, inputs)
+    assert bool(calls) == (algorithm == "winograd" and _winograd_layers(desc.model) > 0)
     assert set(case["outputs"]) <= set(outputs), f"{case['case']}: outputs not produced"
     for name, spec in case["outputs"].items():
         ref = data[f"output.{name}"]
