@@ -232,7 +232,7 @@ class OldPhotoRestore:
             for i in range(b):
                 steps.check()
                 res = restorer.restore(images[i:i + 1], scratch=scratch, hr=bool(hr),
-                                       faces=faces, face_size=size)
+                                       faces=faces, face_size=size, progress=steps.within)
                 outs.append(res.images.to(compat.intermediate_device()))
                 masks.append(res.masks.to(compat.intermediate_device()))
                 info.append({"mode": res.mode, "faces": sum(len(f) for f in res.faces)})

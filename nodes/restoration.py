@@ -228,7 +228,8 @@ class OldPhotoLatentMap:
             for i in range(b):
                 steps.check()
                 m = None if masks is None else masks[i:i + 1]
-                out.append(map_latent(_item(lat, i), desc, mask=m).samples.to(_here()))
+                out.append(map_latent(_item(lat, i), desc, mask=m,
+                                      progress=steps.within).samples.to(_here()))
                 steps.advance()
         clean = OldPhotoLatent(lat.samples, "clean", lat.image_size, lat.working_size,
                                lat.padding)

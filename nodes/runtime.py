@@ -113,8 +113,11 @@ def models_on_device(*models: ModelDescriptor) -> Iterator[torch.device]:
 class Steps:
     """A ComfyUI progress bar plus the interrupt check, for loops over images or faces."""
 
+    _FINE = 1000  # bar units per item while an item reports its own progress
+
     def __init__(self, total: int) -> None:
         self.total = max(int(total), 1)
+        self.done = 0
         self.bar = compat.ProgressBar(self.total)
 
     def check(self) -> None:
@@ -122,9 +125,19 @@ class Steps:
         compat.throw_if_interrupted()
 
     def advance(self, n: int = 1) -> None:
-        self.bar.update(n)
+        self.done += n
+        self.bar.update_absolute(self.done, self.total)
 
     def absolute(self, done: int, total: int | None = None) -> None:
         """``progress(done, total)`` callback of the core: check the interrupt, move the bar."""
         compat.throw_if_interrupted()
+        self.done = done
         self.bar.update_absolute(done, total)
+
+    def within(self, done: int, total: int) -> None:
+        """``progress(done, total)`` callback for the work *inside* the current item (the
+        scratch attention, minutes on a large scan on CPU): checks the interrupt, so Cancel
+        stops it mid-way, and shows the fraction on the bar."""
+        compat.throw_if_interrupted()
+        fine = self.done * self._FINE + done * self._FINE // max(total, 1)
+        self.bar.update_absolute(fine, self.total * self._FINE)

@@ -19,6 +19,7 @@ from .checks import check_images
 from .errors import InputError
 from .models import ModelStore, required_roles
 from .numerics import PRECISIONS, use_precision
+from .progress import Progress
 from .resample import pil_resize, round_to_multiple
 from .stages.restore import (
     decode_clean,
@@ -120,7 +121,8 @@ class Restorer:
 
     def restore(self, images: torch.Tensor, *, scratch: str = "auto", hr: bool = False,
                 faces: str = "off", face_size: int | None = None,
-                keep_gray: bool = True, face_detector: object | None = None) -> RestoreResult:
+                keep_gray: bool = True, face_detector: object | None = None,
+                progress: Progress | None = None) -> RestoreResult:
         """Restore a batch of photos of one size.
 
         Args:
@@ -135,6 +137,9 @@ class Restorer:
             keep_gray: gray inputs come back gray (``False``: as RGB).
             face_detector: a ready :class:`~oldphoto_core.faces.FaceDetector` to use instead of
                 building the ``faces`` backend (``faces`` must then not be ``"off"``).
+            progress: ``progress(done, total)`` over the scratch mapping's attention, the step
+                that takes minutes on large scans (see :mod:`oldphoto_core.progress`); it may
+                raise to abort.
         """
         if scratch not in SCRATCH_MODES:
             raise InputError(f"scratch must be one of {SCRATCH_MODES}, got {scratch!r}")
@@ -150,15 +155,17 @@ class Restorer:
         elif face_detector is None:
             face_detector = self.face_detector(faces)
         with use_precision(self.precision):
-            return self._restore(images, scratch, hr, face_detector, face_size, keep_gray)
+            return self._restore(images, scratch, hr, face_detector, face_size, keep_gray,
+                                 progress)
 
     def _restore(self, images: torch.Tensor, scratch: str, hr: bool, detector: object | None,
-                 face_size: int, keep_gray: bool) -> RestoreResult:
+                 face_size: int, keep_gray: bool, progress: Progress | None) -> RestoreResult:
         rgb, alpha, gray = _split_channels(images)
         if scratch == "off":
             out, mask, working, mode = self._quality(rgb)
         else:
-            out, mask, working, mode = self._scratch(rgb, hr=hr, auto=scratch == "auto")
+            out, mask, working, mode = self._scratch(rgb, hr=hr, auto=scratch == "auto",
+                                                     progress=progress)
         found: list[list] = [[] for _ in range(images.shape[0])]
         if detector is not None:
             from .faces import restore_faces
@@ -179,7 +186,8 @@ class Restorer:
         mask = torch.zeros_like(rgb[:, :1])
         return out, mask, working, "quality"
 
-    def _scratch(self, rgb: torch.Tensor, *, hr: bool, auto: bool):
+    def _scratch(self, rgb: torch.Tensor, *, hr: bool, auto: bool,
+                 progress: Progress | None = None):
         h, w = rgb.shape[-2:]
         size = (max(16, round_to_multiple(h, DETECTION_MULTIPLE)),
                 max(16, round_to_multiple(w, DETECTION_MULTIPLE)))
@@ -205,7 +213,7 @@ class Restorer:
                         size[1], size[0], 4 * 512 * positions**2 / 1e12)
         latent = encode_old(work_in, self.store.get("vae_a"), mask=net_mask, tile=tile)
         clean = map_latent(latent, self.store.get("mapping_hr" if hr else "mapping_scratch"),
-                           mask=net_mask, tile=tile)
+                           mask=net_mask, tile=tile, progress=progress)
         working = self._decode(clean, "vae_b_scratch", tile)
         working.update(input=work_in, mask=mask)
         out = pil_resize(working["stretched"], (h, w), "bicubic")

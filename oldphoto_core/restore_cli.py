@@ -11,6 +11,7 @@ import argparse
 import glob
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -70,6 +71,35 @@ def _device(name: str) -> torch.device:
         raise OldPhotoError(f"--device {name!r}: {exc}") from exc
 
 
+class _AttentionBar:
+    """A second tqdm bar for the scratch attention of one photo, shown only once it is slow.
+
+    The attention reports after every query chunk; small photos finish in seconds and would
+    only flash a bar, so it appears after :attr:`after_s` seconds.
+    """
+
+    after_s = 5.0
+
+    def __init__(self, name: str) -> None:
+        self.name, self.bar, self.t0 = name, None, time.monotonic()
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if time.monotonic() - self.t0 < self.after_s:
+                return
+            self.bar = tqdm(total=total, desc=f"  attention {self.name}", unit="query",
+                            unit_scale=True, leave=False, position=1)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def __enter__(self) -> _AttentionBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def run_restore(args: argparse.Namespace) -> int:
     files, problems = collect_inputs(args.inputs)
     for msg in problems:
@@ -93,8 +123,10 @@ def run_restore(args: argparse.Namespace) -> int:
     for src, out in tqdm(todo, desc="restoring", unit="photo", disable=not todo):
         try:
             image, info = read_image(src)
-            result = restorer.restore(image, scratch=args.scratch, hr=args.hr, faces=args.faces,
-                                      face_size=args.face_size, keep_gray=not args.force_rgb)
+            with _AttentionBar(src.name) as bar:
+                result = restorer.restore(image, scratch=args.scratch, hr=args.hr,
+                                          faces=args.faces, face_size=args.face_size,
+                                          keep_gray=not args.force_rgb, progress=bar.update)
             tmp = out.with_name(out.name + ".part.png")
             write_image(tmp, result.images, bit_depth=info.bit_depth)
             os.replace(tmp, out)  # never leave a half-written output that resume would skip

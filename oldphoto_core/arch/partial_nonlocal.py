@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..progress import report
 from .blocks import ResnetBlock, Runner, run_stack
 from .conv import Conv2d
 
@@ -90,11 +91,15 @@ def partial_attention(theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor,
         key_weight: ``[B, N]`` in [0, 1], 0 = damaged key (excluded).
         chunk_elements: budget for one chunk's logit matrix.
 
+    Progress (queries done of ``B * N``) goes to :func:`oldphoto_core.progress.reporting`'s
+    callback after every chunk.
+
     Returns:
         ``[B, C, N]`` attention output.
     """
     b, c, n = theta.shape
     out = theta.new_zeros(b, c, n)
+    report(0, b * n)
     for i in range(b):
         w = key_weight[i]
         valid = w > 0
@@ -134,6 +139,7 @@ def partial_attention(theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor,
                 mass = torch.exp(lse - lse_all)
                 y.mul_(torch.clamp(mass / _RENORM_EPS, max=1.0)[:, None])
             out[i, :, start:start + rows] = y.t()
+            report(i * n + min(start + rows, n), b * n)  # queries done; the hook may abort
     return out
 
 

@@ -7,6 +7,7 @@ cannot be applied twice and a clean latent is never mapped again.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import torch
@@ -16,6 +17,7 @@ from ..checks import check_images, check_mask
 from ..errors import InputError
 from ..loading import ModelDescriptor
 from ..numerics import network_math
+from ..progress import Progress, reporting
 from ..resample import pil_resize, round_to_multiple
 from ..tiling import tiled_runner
 
@@ -109,7 +111,8 @@ def encode_old(image: torch.Tensor, vae: ModelDescriptor, *, mask: torch.Tensor 
 
 
 def map_latent(latent: OldPhotoLatent, mapping: ModelDescriptor, *,
-               mask: torch.Tensor | None = None, tile: bool = False) -> OldPhotoLatent:
+               mask: torch.Tensor | None = None, tile: bool = False,
+               progress: Progress | None = None) -> OldPhotoLatent:
     """Translate an old-photo latent into the clean-photo latent space.
 
     Args:
@@ -119,6 +122,8 @@ def map_latent(latent: OldPhotoLatent, mapping: ModelDescriptor, *,
             required by the scratch and HR mappings, ignored by the quality mapping. For the HR
             mapping the reference dilates it (3x3, 3 iterations) before encoding and mapping.
         tile: run the convolutional parts in exact strips; attention stays global.
+        progress: ``progress(done, total)`` over the scratch mapping's attention queries (the
+            step that takes minutes on large scans); it may raise to abort.
 
     Returns:
         An :class:`OldPhotoLatent` in the ``"clean"`` domain.
@@ -131,7 +136,7 @@ def map_latent(latent: OldPhotoLatent, mapping: ModelDescriptor, *,
     needs_mask = "mask" in mapping.arch.tags
     if needs_mask and mask is None:
         raise InputError(f"the {mapping.arch.title} needs a scratch mask")
-    with network_math():
+    with network_math(), (reporting(progress) if progress is not None else nullcontext()):
         if needs_mask:
             m = _mask_at_working_size(mask, latent).to(device=z.device, dtype=z.dtype)
             out = net(z, m, _runner(tile, mapping))

@@ -132,3 +132,16 @@ def test_plain_python_folders(monkeypatch, tmp_path):
     assert comfy_compat.full_model_path("../outside.pth") is None  # never leaves the folder
     monkeypatch.delenv("OLDPHOTO_MODELS")
     assert comfy_compat.model_folders() == ["models/oldphoto"]
+
+
+def test_steps_within_an_item_shows_the_fraction_and_can_be_cancelled(progress):
+    steps = Steps(2)
+    steps.advance()
+    steps.within(250, 1000)
+    bar = progress[0]
+    assert (bar.current, bar.total) == (1250, 2000)
+    steps.advance()
+    assert (bar.current, bar.total) == (2, 2)
+    comfy_compat.request_interrupt()
+    with pytest.raises(comfy_compat.Interrupted):
+        steps.within(1, 10)

@@ -123,3 +123,10 @@ def test_unreadable_file(tmp_path: Path) -> None:
     bad.write_bytes(b"\x89PNG garbage")
     with pytest.raises(InputError, match="decode"):
         read_image(bad)
+
+
+def test_attention_progress_reaches_the_caller(restorer, photo) -> None:
+    seen = []
+    restorer.restore(photo[:, :3, :64, :80], scratch="on",
+                     progress=lambda done, total: seen.append((done, total)))
+    assert seen and seen[-1][0] == seen[-1][1] == (64 // 4) * (80 // 4)

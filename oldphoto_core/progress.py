@@ -1,0 +1,39 @@
+"""Progress of long computations inside a network call, reported to whoever asked for it.
+
+The exact attention of the scratch mapping is the one step that can run for minutes (about an
+hour for a 2000x3008 scan on a 2-core CPU). Its caller is several layers away (the CLI's
+progress bar, a ComfyUI node's bar and interrupt check), and the networks' ``forward``
+signatures follow the reference, so the callback travels in a context variable instead of an
+argument: :func:`reporting` installs it around a call, :func:`report` is what the computation
+calls. A callback may raise (e.g. ComfyUI's interrupt) to abort the computation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+__all__ = ["Progress", "reporting", "report"]
+
+#: ``progress(done, total)``; may raise to abort.
+Progress = Callable[[int, int], None]
+
+_HOOK: ContextVar[Progress | None] = ContextVar("oldphoto_progress", default=None)
+
+
+@contextmanager
+def reporting(progress: Progress | None) -> Iterator[None]:
+    """Within the block, long computations call ``progress(done, total)`` as they advance."""
+    token = _HOOK.set(progress)
+    try:
+        yield
+    finally:
+        _HOOK.reset(token)
+
+
+def report(done: int, total: int) -> None:
+    """Tell the installed callback, if any, that ``done`` of ``total`` units are finished."""
+    hook = _HOOK.get()
+    if hook is not None:
+        hook(done, total)

@@ -1,0 +1,38 @@
+"""The attention reports its progress to the installed callback, which can abort it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from oldphoto_core.arch.partial_nonlocal import partial_attention
+from oldphoto_core.progress import report, reporting
+
+
+def test_report_without_a_callback_is_silent() -> None:
+    report(1, 2)
+
+
+def test_attention_reports_every_chunk_and_reaches_the_total() -> None:
+    g = torch.Generator().manual_seed(0)
+    theta, phi, v = torch.randn(3, 2, 8, 50, generator=g)
+    weight = torch.ones(2, 50)
+    seen = []
+    with reporting(lambda done, total: seen.append((done, total))):
+        partial_attention(theta, phi, v, weight, chunk_elements=50 * 7)
+    assert seen[0] == (0, 100) and seen[-1] == (100, 100)
+    assert len(seen) == 1 + 2 * 8  # 7 queries per chunk: 8 chunks per item
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_a_raising_callback_aborts_the_attention() -> None:
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(done: int, total: int) -> None:
+        if done:
+            raise Stop
+
+    x = torch.randn(1, 4, 30)
+    with reporting(stop_after_first), pytest.raises(Stop):
+        partial_attention(x, x, x, torch.ones(1, 30), chunk_elements=30 * 5)
