@@ -109,6 +109,7 @@ def run_case(models: str, mode: str, megapixels: float | None, device: str,
 
 
 def main() -> None:
+    from oldphoto_core.numerics import PRECISIONS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mode", choices=("quality", "scratch", "hr"), default="scratch")
     ap.add_argument("--sizes", nargs="*", type=float, default=None,
@@ -116,7 +117,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", default=None, help="models folder (default: a temp folder)")
-    ap.add_argument("--precision", choices=("exact", "direct", "tf32"), default="exact")
+    ap.add_argument("--precision", choices=PRECISIONS, default="exact")
     ap.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     import torch

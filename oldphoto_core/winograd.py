@@ -14,8 +14,7 @@ output's peak, see ``tests/test_winograd.py``), inside every parity tolerance of
 ``precision="direct"`` turns it off where bit-for-bit agreement with PyTorch's direct
 convolution matters.
 
-Memory stays bounded on large maps: tile rows are processed in chunks whose transformed tiles
-fit a fixed budget.
+Memory stays bounded on large maps: tile rows are processed in chunks of a fixed number of tiles.
 """
 
 from __future__ import annotations
@@ -119,9 +118,9 @@ def transform_weight(weight: torch.Tensor, out: torch.Tensor | None = None) -> t
     """
     cout, cin = weight.shape[:2]
     _, kg, _ = _transforms(weight.device, weight.dtype)
-    w = weight.detach().reshape(cout * cin, 9).t()
     if out is None:
-        return (kg @ w).view(36, cout, cin)
+        out = weight.new_empty(36 * cout * cin)
+    w = weight.detach().reshape(cout * cin, 9).t()
     return torch.mm(kg, w, out=out.view(36, cout * cin)).view(36, cout, cin)
 
 
