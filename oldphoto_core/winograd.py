@@ -113,8 +113,8 @@ def _buffer(name: str, numel: int, like: torch.Tensor) -> torch.Tensor:
 def transform_weight(weight: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``[Cout, Cin, 3, 3]`` -> ``[36, Cout, Cin]``: ``G g G^T`` for every channel pair.
 
-    One matrix product straight into the layout the batched product reads (transposed), so no
-    copy of the 4x larger transformed weights is made. ``out``: a flat buffer to write into.
+    One matrix product straight into the layout the batched product reads, so no copy of the
+    4x larger transformed weights is made. ``out``: a flat buffer to write into.
     """
     cout, cin = weight.shape[:2]
     _, kg, _ = _transforms(weight.device, weight.dtype)
@@ -124,29 +124,53 @@ def transform_weight(weight: torch.Tensor, out: torch.Tensor | None = None) -> t
     return torch.mm(kg, w, out=out.view(36, cout * cin)).view(36, cout, cin)
 
 
-def _padded_channels_last(x: torch.Tensor, padding: int, nh: int, nw: int) -> torch.Tensor:
-    """``[B, 4nh+2, 4nw+2, C]``: ``x`` channels-last, zero-padded by ``padding`` on every side
-    plus what completes the last tile row and column (only the border is cleared)."""
+#: Padding modes of :func:`winograd_conv3x3`, as ``F.pad`` names them (``"zeros"`` is the
+#: ``nn.Conv2d`` spelling of ``"constant"``).
+PADDING_MODES = ("zeros", "reflect")
+
+
+def _padded_channels_last(x: torch.Tensor, padding: int, mode: str, nh: int, nw: int
+                          ) -> torch.Tensor:
+    """``[B, 4nh+2, 4nw+2, C]``: ``x`` channels-last, padded by ``padding`` on every side (zeros
+    or reflection) plus zeros that complete the last tile row and column.
+
+    Padding here, while the input is copied into the channels-last work buffer anyway, saves
+    the separate padded copy of the whole map that ``nn.ReflectionPad2d`` would allocate.
+    """
     b, c, h, w = x.shape
+    p = padding
     hp, wp = 4 * nh + 2, 4 * nw + 2
     xl = _buffer("input", b * hp * wp * c, x).view(b, hp, wp, c)
-    xl[:, :padding].zero_()
-    xl[:, padding + h:].zero_()
-    xl[:, padding:padding + h, :padding].zero_()
-    xl[:, padding:padding + h, padding + w:].zero_()
-    xl[:, padding:padding + h, padding:padding + w] = x.permute(0, 2, 3, 1)
+    xl[:, p:p + h, p:p + w] = x.permute(0, 2, 3, 1)
+    if mode == "reflect" and p:
+        # columns first (interior rows), then whole rows, so the corners reflect both ways
+        for k in range(1, p + 1):
+            xl[:, p:p + h, p - k] = xl[:, p:p + h, p + k]
+            xl[:, p:p + h, p + w - 1 + k] = xl[:, p:p + h, p + w - 1 - k]
+        for k in range(1, p + 1):
+            xl[:, p - k] = xl[:, p + k]
+            xl[:, p + h - 1 + k] = xl[:, p + h - 1 - k]
+        xl[:, p + h + p:].zero_()
+        xl[:, :p + h + p, p + w + p:].zero_()
+    else:
+        xl[:, :p].zero_()
+        xl[:, p + h:].zero_()
+        xl[:, p:p + h, :p].zero_()
+        xl[:, p:p + h, p + w:].zero_()
     return xl
 
 
 def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                     padding: int = 0) -> torch.Tensor:
+                     padding: int = 0, padding_mode: str = "zeros") -> torch.Tensor:
     """``F.conv2d(x, weight, bias, stride=1, padding=padding)`` for a 3x3 kernel, by F(4x4, 3x3).
 
     Args:
         x: ``[B, Cin, H, W]`` float32.
         weight: ``[Cout, Cin, 3, 3]``.
         bias: ``[Cout]`` or None.
-        padding: zero padding on every side (as ``nn.Conv2d``'s ``padding``).
+        padding: padding on every side (as ``nn.Conv2d``'s ``padding``).
+        padding_mode: ``"zeros"``, or ``"reflect"`` (``nn.ReflectionPad2d(padding)`` then the
+            convolution; needs ``padding < H`` and ``< W``).
 
     Returns:
         ``[B, Cout, H + 2*padding - 2, W + 2*padding - 2]``, contiguous.
@@ -154,16 +178,21 @@ def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     if x.dim() != 4 or tuple(weight.shape[2:]) != (3, 3) or weight.shape[1] != x.shape[1]:
         raise ValueError(f"winograd_conv3x3 needs x [B, C, H, W] and weight [Cout, C, 3, 3]; "
                          f"got {tuple(x.shape)} and {tuple(weight.shape)}")
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
     b, cin, h, w = x.shape
+    if padding_mode == "reflect" and padding >= min(h, w):
+        raise ValueError(f"reflection padding {padding} needs an input larger than it, "
+                         f"got {h}x{w}")
     cout = weight.shape[0]
     ho, wo = h + 2 * padding - 2, w + 2 * padding - 2
     if ho < 1 or wo < 1:
         raise ValueError(f"input {h}x{w} with padding {padding} is smaller than the 3x3 kernel")
     nh, nw = math.ceil(ho / 4), math.ceil(wo / 4)
     # channels innermost: every tile gather reads runs of contiguous channels
-    xl = _padded_channels_last(x, padding, nh, nw)
+    xl = _padded_channels_last(x, padding, padding_mode, nh, nw)
     kb, _, ka = _transforms(x.device, x.dtype)
-    u = transform_weight(weight, _buffer("weight", 36 * cout * cin, x)).transpose(1, 2)
+    u = transform_weight(weight, _buffer("weight", 36 * cout * cin, x))   # [36, Cout, Cin]
     exact_tiles = (4 * nh, 4 * nw) == (ho, wo)
     out = x.new_empty(b, cout, 4 * nh, 4 * nw)
     # chunks never mix batch items and depend only on the image size, so a photo gets the same
@@ -181,13 +210,14 @@ def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
             d.copy_(tiles.permute(3, 4, 0, 1, 2))
             v = work_b[:36 * t * cin].view(36, t * cin)
             torch.mm(kb, d.view(36, t * cin), out=v)                      # B^T d B
-            m = work_a[:36 * t * cout].view(36, t, cout)
-            torch.bmm(v.view(36, t, cin), u, out=m)                       # [36, t, Cout]
-            y = work_b[:16 * t * cout].view(16, t, cout)
-            torch.mm(ka, m.view(36, t * cout), out=y.view(16, t * cout))  # A^T m A
+            # output channels before tiles, so that the tiles' pixels end up innermost below
+            m = work_a[:36 * cout * t].view(36, cout, t)
+            torch.bmm(u, v.view(36, t, cin).transpose(1, 2), out=m)       # [36, Cout, t]
+            y = work_b[:16 * cout * t].view(16, cout, t)
+            torch.mm(ka, m.view(36, cout * t), out=y.view(16, cout * t))  # A^T m A
             if bias is not None:
-                y.add_(bias)
-            # [a, b, r, nw, Cout] -> [Cout, r, a, nw, b] while the chunk is still in cache
+                y.add_(bias[:, None])
+            # [a, b, Cout, r, nw] -> [Cout, r, a, nw, b] while the chunk is still in cache
             out[i, :, 4 * r0:4 * (r0 + r)].view(cout, r, 4, nw, 4).copy_(
-                y.view(4, 4, r, nw, cout).permute(4, 2, 0, 3, 1))
+                y.view(4, 4, cout, r, nw).permute(2, 3, 0, 4, 1))
     return out if exact_tiles else out[:, :, :ho, :wo].contiguous()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from oldphoto_core.arch import partial_nonlocal
 from oldphoto_core.arch.partial_nonlocal import partial_attention
 from oldphoto_core.progress import report, reporting
 
@@ -13,7 +14,11 @@ def test_report_without_a_callback_is_silent() -> None:
     report(1, 2)
 
 
-def test_attention_reports_every_chunk_and_reaches_the_total() -> None:
+@pytest.mark.parametrize("path", ["fused", "chunked"])
+def test_attention_reports_every_chunk_and_reaches_the_total(path, monkeypatch) -> None:
+    if path == "chunked":
+        monkeypatch.setattr(partial_nonlocal, "_fused_kernel", lambda queries: None)
+    monkeypatch.setattr(partial_nonlocal, "FUSED_QUERY_ROWS", 7)
     g = torch.Generator().manual_seed(0)
     theta, phi, v = torch.randn(3, 2, 8, 50, generator=g)
     weight = torch.ones(2, 50)

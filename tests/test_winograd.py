@@ -131,3 +131,42 @@ def test_workspace_reuses_buffers_and_gives_the_same_bits() -> None:
         assert first.data_ptr() not in ptrs.values()                 # outputs are fresh
     assert wg._POOL.get() is None
     assert torch.equal(plain, pooled)
+
+
+@pytest.mark.parametrize(("h", "w", "pad"), [(9, 14, 1), (6, 6, 2), (13, 7, 1)])
+def test_reflect_padding_equals_reflection_pad_then_conv(h, w, pad) -> None:
+    """The pix2pixHD pattern (ReflectionPad2d + unpadded conv), folded into the tile buffer."""
+    g = torch.Generator().manual_seed(h * w)
+    x = torch.randn(2, 8, h, w, generator=g)
+    weight = torch.randn(5, 8, 3, 3, generator=g) / 8
+    bias = torch.randn(5, generator=g)
+    ref = F.conv2d(F.pad(x.double(), (pad,) * 4, mode="reflect"), weight.double(), bias.double())
+    ours = winograd_conv3x3(x, weight, bias, pad, "reflect")
+    assert ours.shape == ref.shape
+    assert (ours - ref).abs().max().item() <= 2e-6 * ref.abs().max().item()
+
+
+def test_reflect_padding_needs_a_larger_input() -> None:
+    with pytest.raises(ValueError, match="reflection padding"):
+        winograd_conv3x3(torch.zeros(1, 2, 2, 8), torch.zeros(4, 2, 3, 3), None, 2, "reflect")
+    with pytest.raises(ValueError, match="padding_mode"):
+        winograd_conv3x3(torch.zeros(1, 2, 8, 8), torch.zeros(4, 2, 3, 3), None, 1, "circular")
+
+
+@pytest.mark.parametrize("wide", [True, False])
+def test_conv2d_reflect_mode_on_both_paths(wide, monkeypatch) -> None:
+    """``conv2d(padding_mode="reflect")`` is ReflectionPad2d + conv, by Winograd or directly."""
+    import oldphoto_core.arch.conv as conv_mod
+    calls = []
+    real = conv_mod.winograd_conv3x3
+    monkeypatch.setattr(conv_mod, "winograd_conv3x3",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    c = WINOGRAD_MIN_CHANNELS if wide else 16
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, c, 64, WINOGRAD_MIN_PIXELS // 64, generator=g)
+    weight = torch.randn(c, c, 3, 3, generator=g) / (3 * c ** 0.5)
+    with torch.no_grad():
+        ours = conv2d(x, weight, None, padding=1, padding_mode="reflect")
+        ref = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), weight)
+    assert calls == ([1] if wide else [])
+    assert torch.allclose(ours, ref, atol=2e-5)

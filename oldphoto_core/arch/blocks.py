@@ -15,8 +15,8 @@ from torch import nn
 
 from .conv import Conv2d, conv2d
 
-__all__ = ["ResnetBlock", "Runner", "conv_norm_relu", "instance_norm", "run_stack",
-           "SpectralNormConv2d"]
+__all__ = ["ResnetBlock", "Runner", "conv_norm_relu", "instance_norm", "instance_norm_",
+           "run_stack", "SpectralNormConv2d"]
 
 #: How a convolutional stack is executed: ``runner(stack, x) -> y``. ``None`` calls the stack
 #: directly; :func:`oldphoto_core.tiling.run_tiled` computes it in exact strips.
@@ -31,6 +31,26 @@ def run_stack(stack: nn.Module, x: torch.Tensor, runner: Runner | None = None) -
 def instance_norm(channels: int) -> nn.InstanceNorm2d:
     """Instance norm without affine parameters or running statistics (no state-dict entries)."""
     return nn.InstanceNorm2d(channels, affine=False)
+
+
+def instance_norm_(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """``F.instance_norm(x, eps=eps)`` (no affine, no running statistics), in place.
+
+    Why not ``F.instance_norm``: on CPUs it is 4x slower (it goes through the batch-norm
+    kernel's training path) and it returns a fresh map, whose first touch alone costs about as
+    much as the whole normalisation here on a 40 MB map. Centring first and then summing
+    squares (one batched dot product per channel) keeps the variance free of cancellation:
+    measured within 2.3e-6 of a float64 reference on a map of mean 5, against 6e-7 for PyTorch.
+
+    Shape: ``[B, C, H, W]``; ``x`` is returned.
+    """
+    if not x.is_contiguous():
+        return x.copy_(F.instance_norm(x, eps=eps))
+    n = x.shape[-2] * x.shape[-1]
+    x.sub_(x.mean(dim=(2, 3), keepdim=True))
+    flat = x.view(-1, 1, n)
+    var = torch.bmm(flat, flat.transpose(1, 2)).view(x.shape[0], x.shape[1], 1, 1).div_(n)
+    return x.mul_(var.add_(eps).rsqrt_())
 
 
 def conv_norm_relu(in_ch: int, out_ch: int) -> list[nn.Module]:
@@ -63,7 +83,32 @@ class ResnetBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv_block(x)
+        if torch.is_grad_enabled():
+            return x + self.conv_block(x)
+        return self._fused_inference(x)
+
+    def _fused_inference(self, x: torch.Tensor) -> torch.Tensor:
+        """The same function without the block's four temporary maps (inference only).
+
+        Reflection padding is folded into the convolutions, and normalisation, ReLU and the
+        residual sum run in place on the convolutions' fresh outputs. On a 512-channel map at
+        124x156 each avoided temporary is a 40 MB allocation plus a pass over it (about 20 ms
+        on a 2-core CPU); the block runs nine times in the scratch mapping.
+        """
+        pad1, conv1, norm1, _, pad2, conv2, norm2 = self.conv_block
+        h = conv2d(x, conv1.weight, conv1.bias, 1, _reflect_amount(pad1), conv1.dilation,
+                   padding_mode="reflect")
+        instance_norm_(h, norm1.eps).clamp_(min=0)
+        h = conv2d(h, conv2.weight, conv2.bias, 1, _reflect_amount(pad2),
+                   padding_mode="reflect")
+        return instance_norm_(h, norm2.eps).add_(x)
+
+
+def _reflect_amount(pad: nn.ReflectionPad2d) -> int:
+    left, right, top, bottom = pad.padding
+    if not left == right == top == bottom:
+        raise ValueError(f"ResnetBlock expects symmetric reflection padding, got {pad.padding}")
+    return left
 
 
 class SpectralNormConv2d(nn.Module):

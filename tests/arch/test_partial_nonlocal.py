@@ -2,6 +2,8 @@
 
 ``naive_*`` below is written the way the reference computes it (full affinity, softmax over all
 keys, multiply by the clean indicator, L1 renormalise with eps 1e-12), and serves only here.
+Every test runs twice: with PyTorch's fused CPU attention kernel and with our chunked loop
+(the fallback on other devices and for soft key weights).
 """
 
 from __future__ import annotations
@@ -10,11 +12,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from oldphoto_core.arch import partial_nonlocal
 from oldphoto_core.arch.partial_nonlocal import (
     PartialNonLocalBlock,
     clean_indicator,
     partial_attention,
 )
+
+
+@pytest.fixture(autouse=True, params=["fused", "chunked"])
+def attention_path(request, monkeypatch):
+    if request.param == "chunked":
+        monkeypatch.setattr(partial_nonlocal, "_fused_kernel", lambda queries: None)
+    else:
+        assert partial_nonlocal._fused_kernel(torch.zeros(1, dtype=torch.float64)) is not None, \
+            "this PyTorch has no fused CPU attention with log-sum-exp"
+        monkeypatch.setattr(partial_nonlocal, "FUSED_QUERY_ROWS", 16)  # several calls per item
+    return request.param
 
 
 def naive_attention(theta, phi, g, key_weight):
