@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto")
     p.add_argument("--precision", choices=PRECISIONS, default="exact",
                    help="exact: float32, Winograd for wide 3x3 convolutions on CPU (default); "
-                        "direct: float32 with direct convolutions only (bit-for-bit as the "
+                        "direct: float32 with PyTorch's own layers only (bit-for-bit as the "
                         "reference); tf32: TF32 on recent NVIDIA GPUs (faster, slightly "
                         "different results)")
     p.add_argument("--force-rgb", action="store_true",

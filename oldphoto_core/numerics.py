@@ -7,7 +7,8 @@
   while strict fp32 stays within it. On CPUs, wide 3x3 convolutions use Winograd's F(4x4, 3x3)
   (:mod:`oldphoto_core.winograd`): an exact algorithm whose float32 rounding differs from the
   direct one at the 1e-6 level, and which does about 4x fewer multiply-adds.
-* ``"direct"``: as ``"exact"``, with every convolution computed directly by PyTorch, for
+* ``"direct"``: as ``"exact"``, with every convolution and normalisation computed by
+  PyTorch's own layers (direct convolutions, ``F.instance_norm``, separate padding), for
   bit-for-bit comparisons with the reference implementation.
 * ``"tf32"``: TF32 allowed on GPUs, for speed over fidelity.
 
@@ -26,7 +27,7 @@ import torch
 
 from .winograd import workspace
 
-__all__ = ["use_precision", "network_math", "fast_convolutions", "PRECISIONS"]
+__all__ = ["use_precision", "network_math", "fast_kernels", "PRECISIONS"]
 
 PRECISIONS = ("exact", "direct", "tf32")
 _PRECISION: ContextVar[str] = ContextVar("oldphoto_precision", default="exact")
@@ -44,11 +45,12 @@ def use_precision(precision: str) -> Iterator[None]:
         _PRECISION.reset(token)
 
 
-def fast_convolutions() -> bool:
-    """Whether convolutions may use a fast exact algorithm (Winograd) instead of the direct one.
+def fast_kernels() -> bool:
+    """Whether layers may use our fast exact algorithms instead of PyTorch's own layers:
+    Winograd convolutions, and residual blocks computed in place with folded padding.
 
-    Only for inference: with gradients enabled (training) the direct kernels and their
-    backward passes are used.
+    Only for inference: with gradients enabled (training) PyTorch's layers and their backward
+    passes are used.
     """
     return _PRECISION.get() != "direct" and not torch.is_grad_enabled()
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from oldphoto_core.arch.conv import WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_PIXELS, Conv2d, conv2d
+from oldphoto_core.arch.conv import WINOGRAD_MIN_PIXELS, Conv2d, conv2d, winograd_pays_off
 from oldphoto_core.numerics import use_precision
 from oldphoto_core.winograd import _AT, _BT, _G, winograd_conv3x3
 
@@ -66,9 +66,21 @@ def test_bad_shapes_are_refused() -> None:
         winograd_conv3x3(torch.zeros(1, 2, 2, 2), torch.zeros(4, 2, 3, 3))
 
 
+WIDE = 256  # channels of a layer that takes Winograd on a large enough map
+
+
+def test_dispatch_rule_follows_the_measurements() -> None:
+    assert winograd_pays_off(512, 512, 124 * 156)
+    assert winograd_pays_off(256, 128, 124 * 156) and winograd_pays_off(128, 256, 124 * 156)
+    assert winograd_pays_off(1024, 512, 32 * 40)
+    assert not winograd_pays_off(128, 128, 128 * 160)
+    assert not winograd_pays_off(64, 64, 256 * 320)
+    assert not winograd_pays_off(1024, 1024, 16 * 20)
+
+
 def _wide_conv() -> Conv2d:
     torch.manual_seed(0)
-    return Conv2d(WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_CHANNELS, 3, padding=1).eval()
+    return Conv2d(WIDE, WIDE, 3, padding=1).eval()
 
 
 def test_module_dispatch_follows_precision(monkeypatch) -> None:
@@ -79,7 +91,7 @@ def test_module_dispatch_follows_precision(monkeypatch) -> None:
     monkeypatch.setattr(conv_mod, "winograd_conv3x3",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
     conv = _wide_conv()
-    x = torch.randn(1, WINOGRAD_MIN_CHANNELS, 64, WINOGRAD_MIN_PIXELS // 64)
+    x = torch.randn(1, WIDE, 64, WINOGRAD_MIN_PIXELS // 64)
     with torch.no_grad():
         fast = conv(x)
         assert calls == [1]
@@ -95,7 +107,7 @@ def test_narrow_strided_or_grouped_convs_stay_direct(monkeypatch) -> None:
     import oldphoto_core.arch.conv as conv_mod
     monkeypatch.setattr(conv_mod, "winograd_conv3x3",
                         lambda *a, **k: pytest.fail("Winograd used where it does not apply"))
-    c = WINOGRAD_MIN_CHANNELS
+    c = WIDE
     assert 12 * 12 < WINOGRAD_MIN_PIXELS
     with torch.no_grad():
         conv2d(torch.randn(1, 64, 12, 12), torch.randn(64, 64, 3, 3), padding=1)
@@ -161,7 +173,7 @@ def test_conv2d_reflect_mode_on_both_paths(wide, monkeypatch) -> None:
     real = conv_mod.winograd_conv3x3
     monkeypatch.setattr(conv_mod, "winograd_conv3x3",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
-    c = WINOGRAD_MIN_CHANNELS if wide else 16
+    c = WIDE if wide else 16
     g = torch.Generator().manual_seed(3)
     x = torch.randn(1, c, 64, WINOGRAD_MIN_PIXELS // 64, generator=g)
     weight = torch.randn(c, c, 3, 3, generator=g) / (3 * c ** 0.5)

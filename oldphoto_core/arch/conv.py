@@ -13,18 +13,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..numerics import fast_convolutions
+from ..numerics import fast_kernels
 from ..winograd import winograd_conv3x3
 
-__all__ = ["Conv2d", "conv2d", "WINOGRAD_MIN_CHANNELS", "WINOGRAD_MIN_PIXELS"]
+__all__ = ["Conv2d", "conv2d", "winograd_pays_off", "WINOGRAD_MIN_CHANNELS",
+           "WINOGRAD_MIN_CHANNEL_PRODUCT", "WINOGRAD_MIN_PIXELS"]
 
-#: Winograd pays off from here (measured on a 2-core AVX2 CPU at 124x156: 512 channels 1.6x,
-#: 256 channels 1.4x faster; at 128 channels it merely breaks even).
-WINOGRAD_MIN_CHANNELS = 256
-#: ... and on maps of at least this many output pixels: the weight transform (36 values per
-#: channel pair, written once per call) costs as much as the products save below ~2000 pixels
-#: (the scratch U-Net's 1024-channel layer at 40x32 ran 2x slower by Winograd).
-WINOGRAD_MIN_PIXELS = 4096
+# Where Winograd beats oneDNN's direct convolution, measured on a 2-core AVX2 CPU (ratios of
+# direct to Winograd time, reflect or zero padding, float32):
+#   512->512 at 124x156: 1.85   512->256: 1.7   128->256: 1.2-1.5   256->128: 1.15
+#   128->128 at 128x160: 0.83   128->64: 0.92   64->64: 0.56
+#   1024->512 at 32x40: 1.56    512->512 at 32x40: 1.2    at 24x32: 1.0    at 16x20: 0.7
+# The input and output transforms grow with Cin + Cout and the products with Cin * Cout, so
+# narrow layers lose; on small maps the weight transform (36 values per channel pair, once per
+# call) costs more than the products save.
+#: Both channel counts at least this ...
+WINOGRAD_MIN_CHANNELS = 128
+#: ... and their product at least this (256 x 128) ...
+WINOGRAD_MIN_CHANNEL_PRODUCT = 256 * 128
+#: ... and at least this many output pixels.
+WINOGRAD_MIN_PIXELS = 1024
+
+
+def winograd_pays_off(in_channels: int, out_channels: int, out_pixels: int) -> bool:
+    """Whether a 3x3 convolution of this size runs faster by Winograd (CPU, float32)."""
+    return (min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS
+            and in_channels * out_channels >= WINOGRAD_MIN_CHANNEL_PRODUCT
+            and out_pixels >= WINOGRAD_MIN_PIXELS)
 
 
 def _winograd_applies(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int],
@@ -33,10 +48,10 @@ def _winograd_applies(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, 
             and tuple(weight.shape[2:]) == (3, 3) and groups == 1
             and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
             and padding[0] == padding[1]
-            and min(weight.shape[0], weight.shape[1]) >= WINOGRAD_MIN_CHANNELS
-            and (x.shape[-2] + 2 * padding[0] - 2) * (x.shape[-1] + 2 * padding[1] - 2)
-            >= WINOGRAD_MIN_PIXELS
-            and fast_convolutions())
+            and winograd_pays_off(weight.shape[1], weight.shape[0],
+                                  (x.shape[-2] + 2 * padding[0] - 2)
+                                  * (x.shape[-1] + 2 * padding[1] - 2))
+            and fast_kernels())
 
 
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
@@ -49,10 +64,9 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
            padding_mode: str = "zeros") -> torch.Tensor:
     """``F.conv2d`` with integer padding, by Winograd where that is exact and faster.
 
-    Winograd is used on CPU float32 inputs for 3x3, stride-1, undilated, ungrouped kernels with
-    at least :data:`WINOGRAD_MIN_CHANNELS` input and output channels and
-    :data:`WINOGRAD_MIN_PIXELS` output pixels, in inference, unless the precision is
-    ``"direct"`` (:mod:`oldphoto_core.numerics`).
+    Winograd is used on CPU float32 inputs for 3x3, stride-1, undilated, ungrouped kernels
+    where :func:`winograd_pays_off`, in inference, unless the precision is ``"direct"``
+    (:mod:`oldphoto_core.numerics`).
 
     ``padding_mode``: ``"zeros"`` (as ``F.conv2d``) or ``"reflect"``, which equals
     ``nn.ReflectionPad2d(padding)`` followed by an unpadded convolution - the pix2pixHD blocks'

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from oldphoto_core.arch.blocks import SpectralNormConv2d
+from oldphoto_core.numerics import use_precision
 
 
 def _expected(conv: SpectralNormConv2d, x: torch.Tensor) -> torch.Tensor:
@@ -70,6 +71,8 @@ def test_resnet_block_inference_path_equals_its_layers(dilation):
     layers = x + block.conv_block(x)   # grad mode: the plain layer by layer forward
     with torch.no_grad():
         fused = block(x)
+        with use_precision("direct"):     # PyTorch's own layers, bit for bit
+            assert torch.equal(block(x), x + block.conv_block(x))
     assert torch.allclose(fused, layers, atol=1e-12)
 
 

@@ -44,7 +44,8 @@ def _winograd_layers(model: torch.nn.Module) -> int:
     """3x3 kernels wide enough for Winograd (plain or spectrally normalised convolutions)."""
     weights = [getattr(m, "weight_orig", getattr(m, "weight", None)) for m in model.modules()]
     return sum(isinstance(w, torch.Tensor) and w.dim() == 4 and tuple(w.shape[2:]) == (3, 3)
-               and min(w.shape[:2]) >= conv_module.WINOGRAD_MIN_CHANNELS for w in weights)
+               and conv_module.winograd_pays_off(w.shape[1], w.shape[0], 1 << 30)
+               for w in weights)
 
 
 @pytest.mark.parametrize("algorithm", ["direct", "winograd"])
