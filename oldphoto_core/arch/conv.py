@@ -61,7 +61,7 @@ def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
            stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
            dilation: int | tuple[int, int] = 1, groups: int = 1,
-           padding_mode: str = "zeros") -> torch.Tensor:
+           padding_mode: str = "zeros", *, out: torch.Tensor | None = None) -> torch.Tensor:
     """``F.conv2d`` with integer padding, by Winograd where that is exact and faster.
 
     Winograd is used on CPU float32 inputs for 3x3, stride-1, undilated, ungrouped kernels
@@ -71,12 +71,16 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     ``padding_mode``: ``"zeros"`` (as ``F.conv2d``) or ``"reflect"``, which equals
     ``nn.ReflectionPad2d(padding)`` followed by an unpadded convolution - the pix2pixHD blocks'
     pattern - without materialising the padded map on the Winograd path.
+
+    ``out``: a buffer the Winograd path may write the result into (it may alias ``x``, see
+    :func:`~oldphoto_core.winograd.winograd_conv3x3`); other paths return a fresh tensor, so
+    callers must use the returned tensor.
     """
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     if padding_mode not in ("zeros", "reflect"):
         raise ValueError(f"padding_mode must be 'zeros' or 'reflect', got {padding_mode!r}")
     if _winograd_applies(x, weight, stride, padding, dilation, groups):
-        return winograd_conv3x3(x, weight, bias, padding[0], padding_mode)
+        return winograd_conv3x3(x, weight, bias, padding[0], padding_mode, out=out)
     if padding_mode == "reflect" and any(padding):
         x = F.pad(x, (padding[1], padding[1], padding[0], padding[0]), mode="reflect")
         padding = (0, 0)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import run_stack
 from .conv import Conv2d
 
 __all__ = ["ScratchUNet", "BlurPool"]
@@ -54,7 +55,7 @@ class _ConvBlock(nn.Module):
         self.block = nn.Sequential(*_conv_bn_lrelu(in_ch, out_ch), *_conv_bn_lrelu(out_ch, out_ch))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.block(x)
+        return run_stack(self.block, x)
 
 
 class _UpBlock(nn.Module):
@@ -67,7 +68,7 @@ class _UpBlock(nn.Module):
         self.conv_block = _ConvBlock(in_ch, out_ch)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.conv_block(torch.cat([self.up(x), skip], dim=1))
+        return self.conv_block(torch.cat([run_stack(self.up, x), skip], dim=1))
 
 
 class ScratchUNet(nn.Module):
@@ -104,11 +105,12 @@ class ScratchUNet(nn.Module):
         if h % self.multiple_of or w % self.multiple_of:
             raise ValueError(f"ScratchUNet needs H and W multiples of {self.multiple_of}, "
                              f"got {h}x{w}; pad or resize first")
-        x = self.first(x)
+        # run_stack: in inference, in-place normalisation and folded padding (arch.blocks)
+        x = run_stack(self.first, x)
         skips = []
         for down, block in zip(self.down_sample, self.down_path, strict=True):
             skips.append(x)
-            x = block(down(x))
+            x = block(run_stack(down, x))
         for up, skip in zip(self.up_path, reversed(skips), strict=True):
             x = up(x, skip)
-        return self.last(x)
+        return run_stack(self.last, x)

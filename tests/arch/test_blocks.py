@@ -85,3 +85,72 @@ def test_resnet_block_keeps_its_input_in_inference():
     with torch.inference_mode():
         block(x)
     assert torch.equal(x, before)
+
+
+def _stacks():
+    from oldphoto_core.arch.mapping import QualityMapping
+    from oldphoto_core.arch.vae import OldPhotoVAE
+    torch.manual_seed(0)
+    vae = OldPhotoVAE(channels=8).double().eval()
+    mapping = QualityMapping(latent_channels=8, width=16, n_blocks=3).double().eval()
+    return {"encoder": (vae.encoder, (1, 3, 24, 20)), "decoder": (vae.decoder, (2, 8, 6, 5)),
+            "mapping": (mapping.model, (1, 8, 7, 9))}
+
+
+@pytest.mark.parametrize("name", ["encoder", "decoder", "mapping"])
+def test_inference_walk_computes_the_stack(name):
+    """run_stack's in-place walk (folded padding, in-place norms, rotating block buffers) is
+    the stack's own forward, and leaves the caller's input alone."""
+    from oldphoto_core.arch.blocks import run_stack
+    stack, shape = _stacks()[name]
+    x = torch.randn(*shape, dtype=torch.float64)
+    before = x.clone()
+    with torch.no_grad():
+        with use_precision("direct"):
+            ref = stack(x)
+        ours = run_stack(stack, x)
+    assert torch.equal(x, before)
+    assert torch.allclose(ours, ref, atol=1e-11)
+
+
+def test_block_chain_reuses_its_buffers(monkeypatch):
+    """Four wide residual blocks: from the third on, the convolutions write into maps the
+    chain made earlier instead of fresh ones (each fresh 40 MB map costs page faults)."""
+    import oldphoto_core.arch.conv as conv_mod
+    from oldphoto_core.arch.blocks import ResnetBlock, run_stack
+    real = conv_mod.winograd_conv3x3
+    seen_out, made = [], []
+
+    def spy(*args, out=None, **kwargs):
+        seen_out.append(None if out is None else out.data_ptr())
+        y = real(*args, out=out, **kwargs)
+        made.append(y.data_ptr())
+        return y
+
+    monkeypatch.setattr(conv_mod, "winograd_conv3x3", spy)
+    torch.manual_seed(0)
+    chain = torch.nn.Sequential(*(ResnetBlock(256) for _ in range(4))).eval()
+    x = torch.randn(1, 256, 32, 32)
+    with torch.no_grad():
+        ours = run_stack(chain, x)
+        with use_precision("direct"):
+            ref = chain(x)
+    assert len(made) == 8
+    assert seen_out[1] == made[0]                  # the 2nd conv overwrites the 1st's output
+    assert seen_out[4] in made[:4] and seen_out[6] in made[:6]   # blocks 3 and 4: reused
+    assert len(set(made)) == 2                     # two buffers for the whole chain
+    assert x.data_ptr() not in made
+    assert torch.allclose(ours, ref, atol=1e-3 * ref.abs().max().item())
+
+
+def test_hooks_see_the_plain_forward():
+    from oldphoto_core.arch.blocks import run_stack
+    stack, shape = _stacks()["mapping"]
+    seen = []
+    handle = stack[0].register_forward_hook(lambda m, i, o: seen.append(o.clone()))
+    try:
+        with torch.no_grad():
+            run_stack(stack, torch.randn(*shape, dtype=torch.float64))
+    finally:
+        handle.remove()
+    assert len(seen) == 1
