@@ -4,7 +4,8 @@ The reference builds the full ``N x N`` affinity of all latent positions (N = H/
 zeroes the columns of damaged keys and renormalises each row: 6.4 GB for a 496x624 photo and
 ~527 GiB for a 2000x3008 scan. We compute the identical function query chunk by query chunk, with
 the damaged keys removed from the key set (their weight is zero anyway), so memory is
-``O(N * chunk)`` and the value product skips the damaged keys entirely.
+``O(N * chunk)`` and the value product skips the damaged keys entirely. On CPUs the softmax
+over the clean keys runs in PyTorch's fused attention kernel (:func:`_fused_kernel`).
 
 Exactness, including the corner cases of the reference:
 
@@ -70,7 +71,7 @@ def _chunk_rows(n_queries: int, n_keys: int, chunk_elements: int) -> int:
 _EXP_FLOOR = -87.0
 
 #: Queries per call of the fused kernel: the progress hook runs between calls (Cancel), and a
-#: call this size keeps both cores busy (about 0.5 s each at 124x156 on a 2-core CPU).
+#: call this size keeps both cores busy (about 1 s each at 124x156 on a 2-core CPU).
 FUSED_QUERY_ROWS = 4096
 
 
