@@ -23,6 +23,8 @@ Exactness, including the corner cases of the reference:
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -92,12 +94,26 @@ def _fused_kernel(queries: torch.Tensor):
     ``aten::_scaled_dot_product_flash_attention_for_cpu`` (what ``scaled_dot_product_attention``
     runs on CPU) computes ``softmax(q k^T) v`` block by block in cache, at matrix-product speed:
     1.4x faster than our chunked loop at 124x156, whose 128 MiB logit chunks stream through
-    memory four times. It is a private operator, so it is looked up at run time and the chunked
-    loop remains the fallback (other devices, older PyTorch, soft key weights).
+    memory four times. It is a private operator, so it is used only when its schema is the one
+    we call (checked once); the chunked loop remains the fallback (other devices, other PyTorch
+    versions, soft key weights).
     """
     if queries.device.type != "cpu" or queries.dtype not in (torch.float32, torch.float64):
         return None
-    return getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    return _cpu_flash_attention()
+
+
+@lru_cache(maxsize=1)
+def _cpu_flash_attention():
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    try:
+        schema = op.default._schema
+        args = [a.name for a in schema.arguments]
+        returns = [r.name for r in schema.returns]
+    except (AttributeError, RuntimeError):
+        return None
+    expected = ["query", "key", "value", "dropout_p", "is_causal", "attn_mask", "scale"]
+    return op if args == expected and returns == ["output", "logsumexp"] else None
 
 
 def _clean_attention_fused(kernel, queries: torch.Tensor, keys: torch.Tensor,
