@@ -127,6 +127,26 @@ def _clean_attention_fused(kernel, queries: torch.Tensor, keys: torch.Tensor,
     return y[0, 0], lse[0, 0]
 
 
+def _clean_softmax_chunked(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                           log_w: torch.Tensor | None, buffer: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Our own loop's counterpart of :func:`_clean_attention_fused`, for one query chunk.
+
+    Returns ``(y, lse, lse_plain)``: the softmax over the (weighted) clean keys applied to the
+    values, its log-sum-exp, and - with soft key weights ``log_w`` - the unweighted log-sum-exp
+    that the full softmax's mass needs (else None). ``buffer`` holds the chunk's logits.
+    """
+    n, nv = queries.shape[0], keys.shape[0]
+    logits = torch.mm(queries, keys.t(), out=buffer[:n * nv].view(n, nv))
+    lse_plain = None
+    if log_w is not None:
+        lse_plain = torch.logsumexp(logits, dim=1)
+        logits.add_(log_w)
+    m, s = _log_mass_inplace(logits)
+    y = (logits @ values).div_(s[:, None])
+    return y, m + torch.log(s), lse_plain
+
+
 def _damaged_log_mass(queries: torch.Tensor, damaged: torch.Tensor, rows: int) -> torch.Tensor:
     """``logsumexp(q d^T)`` over the damaged keys, ``rows`` queries at a time: ``[n]``."""
     out = queries.new_empty(queries.shape[0])
@@ -191,40 +211,29 @@ def partial_attention(theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor,
         wv = w[valid]
         log_w = torch.log(wv) if bool((wv < 1).any()) else None
         queries = theta[i].t()                           # [N, C]
-        rows = _chunk_rows(n, keys.shape[0] + damaged.shape[0], chunk_elements)
-        if kernel is not None and log_w is None:
+        fused = kernel is not None and log_w is None
+        if fused:
             step = min(n, FUSED_QUERY_ROWS)
-            damaged_rows = _chunk_rows(step, damaged.shape[0], chunk_elements)
-            for start in range(0, n, step):
-                q = queries[start:start + step].contiguous()
-                y, lse = _clean_attention_fused(kernel, q, keys, values)
-                lse_all = (torch.logaddexp(lse, _damaged_log_mass(q, damaged, damaged_rows))
-                           if damaged.shape[0] else None)
-                out[i, :, start:start + step] = _shrink_below_eps(y, lse, lse_all).t()
-                report(i * n + min(start + step, n), b * n)  # queries done; may abort
-            continue
-        # one logit buffer for all chunks: a fresh 10^8-byte allocation per chunk would be
-        # paid again in page faults (about 40 ms each on CPU)
-        buffer = queries.new_empty(rows * keys.shape[0])
-        for start in range(0, n, rows):
-            q = queries[start:start + rows]
-            logits = torch.mm(q, keys.t(), out=buffer[:q.shape[0] * keys.shape[0]]
-                              .view(q.shape[0], keys.shape[0]))  # [n, Nv]
-            lse_plain = None
-            if log_w is not None:
-                # soft key weights: the full softmax's mass needs the unweighted sum too
-                lse_plain = torch.logsumexp(logits, dim=1)
-                logits.add_(log_w)
-            m, s = _log_mass_inplace(logits)
-            y = (logits @ values).div_(s[:, None])      # softmax over the (weighted) clean keys
-            lse = m + torch.log(s)
+        else:
+            step = _chunk_rows(n, keys.shape[0] + damaged.shape[0], chunk_elements)
+            # one logit buffer for all chunks: a fresh 10^8-byte allocation per chunk would be
+            # paid again in page faults (about 40 ms each on CPU)
+            buffer = queries.new_empty(step * keys.shape[0])
+        damaged_rows = _chunk_rows(step, damaged.shape[0], chunk_elements)
+        for start in range(0, n, step):
+            q = queries[start:start + step]
+            if fused:
+                y, lse = _clean_attention_fused(kernel, q.contiguous(), keys, values)
+                lse_plain = None
+            else:
+                y, lse, lse_plain = _clean_softmax_chunked(q, keys, values, log_w, buffer)
             if damaged.shape[0]:
                 unweighted = lse if lse_plain is None else lse_plain
-                lse_all = torch.logaddexp(unweighted, _damaged_log_mass(q, damaged, rows))
+                lse_all = torch.logaddexp(unweighted, _damaged_log_mass(q, damaged, damaged_rows))
             else:
                 lse_all = lse_plain  # None for 0/1 weights: the clean keys hold all the mass
-            out[i, :, start:start + rows] = _shrink_below_eps(y, lse, lse_all).t()
-            report(i * n + min(start + rows, n), b * n)  # queries done; the hook may abort
+            out[i, :, start:start + step] = _shrink_below_eps(y, lse, lse_all).t()
+            report(i * n + min(start + step, n), b * n)  # queries done; the hook may abort
     return out
 
 
