@@ -1,6 +1,6 @@
 """Progress of long computations inside a network call, reported to whoever asked for it.
 
-The exact attention of the scratch mapping is the one step that can run for minutes (84 of them
+The exact attention of the scratch mapping is the one step that can run for minutes (38 of them
 for a 2000x3008 scan on a 2-core CPU, measured). Its caller is several layers away (the CLI's
 progress bar, a ComfyUI node's bar and interrupt check), and the networks' ``forward``
 signatures follow the reference, so the callback travels in a context variable instead of an

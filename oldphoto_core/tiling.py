@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .arch.blocks import ResnetBlock
+from .arch.blocks import IN_PLACE_ACTIVATIONS, ResnetBlock, activation_, is_plain_instance_norm
 from .arch.conv import conv2d
 
 __all__ = ["run_tiled", "tiled_runner", "DEFAULT_STRIP_ELEMENTS"]
@@ -93,11 +93,10 @@ class _Runner:
             return self.conv(module, x, (pw, pw, ph, ph), "constant")
         if isinstance(module, nn.ConvTranspose2d):
             return self.conv_transpose(module, x)
-        if isinstance(module, nn.InstanceNorm2d) and not module.affine \
-                and not module.track_running_stats:
+        if is_plain_instance_norm(module):
             return _instance_norm_(self._own(x), module.eps)
-        if isinstance(module, (nn.ReLU, nn.LeakyReLU, nn.Tanh)):
-            return _elementwise_(module, self._own(x))
+        if isinstance(module, IN_PLACE_ACTIVATIONS):
+            return activation_(module, self._own(x))
         # global layer: run whole, on the compute device
         return module(x.to(self.device)).to(x.device)
 
@@ -180,10 +179,3 @@ def _instance_norm_(x: torch.Tensor, eps: float) -> torch.Tensor:
         part.sub_(shift).mul_(scale)
     return x
 
-
-def _elementwise_(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    if isinstance(module, nn.ReLU):
-        return x.clamp_(min=0)
-    if isinstance(module, nn.LeakyReLU):
-        return F.leaky_relu_(x, module.negative_slope)
-    return x.tanh_()

@@ -16,8 +16,9 @@ from torch import nn
 from ..numerics import fast_kernels
 from .conv import Conv2d, conv2d
 
-__all__ = ["ResnetBlock", "Runner", "conv_norm_relu", "instance_norm", "instance_norm_",
-           "run_stack", "SpectralNormConv2d"]
+__all__ = ["ResnetBlock", "Runner", "activation_", "conv_norm_relu", "instance_norm",
+           "instance_norm_", "is_plain_instance_norm", "run_stack", "SpectralNormConv2d",
+           "IN_PLACE_ACTIVATIONS"]
 
 #: How a convolutional stack is executed: ``runner(stack, x) -> y``. ``None`` calls the stack
 #: directly; :func:`oldphoto_core.tiling.run_tiled` computes it in exact strips.
@@ -80,22 +81,40 @@ def _run_sequential_inference(stack: nn.Sequential, x: torch.Tensor) -> torch.Te
                        padding_mode="reflect")
             owned = True
             i += 1
-        elif owned and isinstance(layer, nn.InstanceNorm2d) and not layer.affine \
-                and not layer.track_running_stats:
+        elif owned and is_plain_instance_norm(layer):
             y = instance_norm_(x, layer.eps)
         elif owned and isinstance(layer, nn.BatchNorm2d) and not layer.training \
                 and layer.running_mean is not None and layer.running_var is not None:
             y = _batch_norm_eval_(x, layer)
-        elif owned and isinstance(layer, nn.ReLU):
-            y = x.clamp_(min=0)
-        elif owned and isinstance(layer, nn.LeakyReLU):
-            y = F.leaky_relu_(x, layer.negative_slope)
+        elif owned and isinstance(layer, IN_PLACE_ACTIVATIONS):
+            y = activation_(layer, x)
         else:
             y = layer(x)
             owned = isinstance(layer, _FRESH_OUTPUT)
         x = y
         i += 1
     return x
+
+
+#: Activations that :func:`activation_` applies in place.
+IN_PLACE_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Tanh)
+
+
+def activation_(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a ReLU, LeakyReLU or Tanh module to ``x`` in place (``x`` must be ours to change)."""
+    if isinstance(module, nn.ReLU):
+        return x.clamp_(min=0)
+    if isinstance(module, nn.LeakyReLU):
+        return F.leaky_relu_(x, module.negative_slope)
+    if isinstance(module, nn.Tanh):
+        return x.tanh_()
+    raise TypeError(f"no in-place form for {type(module).__name__}")
+
+
+def is_plain_instance_norm(layer: nn.Module) -> bool:
+    """Instance norm without affine parameters or running statistics (the networks' kind)."""
+    return isinstance(layer, nn.InstanceNorm2d) and not layer.affine \
+        and not layer.track_running_stats
 
 
 def _batch_norm_eval_(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
@@ -201,10 +220,10 @@ class ResnetBlock(nn.Module):
 
 
 def _reflect_amount(pad: nn.ReflectionPad2d) -> int:
-    left, right, top, bottom = pad.padding
-    if not left == right == top == bottom:
+    amount = _symmetric_reflection(pad)
+    if amount is None:
         raise ValueError(f"ResnetBlock expects symmetric reflection padding, got {pad.padding}")
-    return left
+    return amount
 
 
 class SpectralNormConv2d(nn.Module):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..numerics import fast_kernels
-from ..winograd import winograd_conv3x3
+from ..winograd import PADDING_MODES, winograd_conv3x3
 
 __all__ = ["Conv2d", "conv2d", "winograd_pays_off", "WINOGRAD_MIN_CHANNELS",
            "WINOGRAD_MIN_CHANNEL_PRODUCT", "WINOGRAD_MIN_PIXELS"]
@@ -77,8 +77,8 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     callers must use the returned tensor.
     """
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
-    if padding_mode not in ("zeros", "reflect"):
-        raise ValueError(f"padding_mode must be 'zeros' or 'reflect', got {padding_mode!r}")
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
     if _winograd_applies(x, weight, stride, padding, dilation, groups):
         return winograd_conv3x3(x, weight, bias, padding[0], padding_mode, out=out)
     if padding_mode == "reflect" and any(padding):
