@@ -2,7 +2,14 @@
 Deep Latent Space Translation"). Pure PyTorch; never imports ComfyUI."""
 
 from .degrade import DegradeConfig, DegradeResult, degrade
-from .errors import CheckpointError, InputError, OldPhotoError, UnsupportedModelError
+from .errors import (
+    CheckpointError,
+    InputError,
+    InsufficientMemoryError,
+    OldPhotoError,
+    OutputError,
+    UnsupportedModelError,
+)
 from .faces import Face, FaceDetector, make_face_detector, restore_faces
 from .imageio import read_image, write_image
 from .loading import (
@@ -23,7 +30,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ARCHITECTURES", "KINDS", "ArchSpec", "CheckpointError", "DegradeConfig", "DegradeResult",
     "Face", "FaceDetector", "make_face_detector", "restore_faces",
-    "InputError", "MissingModelsError", "ModelDescriptor", "ModelStore", "OldPhotoError",
+    "InputError", "InsufficientMemoryError", "MissingModelsError", "ModelDescriptor",
+    "ModelStore", "OldPhotoError", "OutputError",
     "OldPhotoLatent", "RestoreResult", "Restorer", "UnsupportedModelError",
     "canonicalize_state_dict", "decode_clean", "degrade", "detect_architecture",
     "detect_scratches", "encode_old", "get_architecture", "load_model", "map_latent",

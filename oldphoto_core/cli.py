@@ -1,19 +1,21 @@
 """Command line: ``oldphoto restore``, ``oldphoto convert``, ``oldphoto info``.
 
 Errors the user can fix (missing or wrong files) are printed as one clear message and a non-zero
-exit code, never as a traceback.
+exit code, never as a traceback; so is anything unforeseen, with ``--debug`` to see where it
+came from.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from .errors import OldPhotoError
+from .errors import OldPhotoError, OutputError
 from .loading import (
     METADATA_ARCH_KEY,
     canonicalize_state_dict,
@@ -36,8 +38,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     raw, _ = read_state_dict(src)
     sd = canonicalize_state_dict(raw, source=str(src))
     desc = model_from_state_dict(sd, source=str(src))  # recognise + strict check before writing
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    save_safetensors(sd, dst, arch_id=desc.arch.id, source="/".join(src.parts[-2:]))
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        save_safetensors(sd, dst, arch_id=desc.arch.id, source="/".join(src.parts[-2:]))
+    except Exception as exc:  # a folder that cannot be made, a full disk ...
+        raise OutputError(f"{dst}: cannot be written: {exc}") from exc
     again = load_model(dst)
     same = all(torch.equal(a, b) for a, b in zip(desc.model.state_dict().values(),
                                                  again.model.state_dict().values(), strict=True))
@@ -52,8 +57,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for name in args.files:
         try:
             desc = load_model(name)
-        except OldPhotoError as exc:
-            print(f"{name}: ERROR {exc}")
+        except Exception as exc:  # every file gets its line, whatever is wrong with it
+            from .restore_cli import describe_failure
+            print(f"{name}: ERROR {describe_failure(exc)}")
+            if args.debug:
+                traceback.print_exc()
             status = 1
             continue
         n = sum(p.numel() for p in desc.model.parameters())
@@ -70,9 +78,13 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oldphoto", description=__doc__.splitlines()[0])
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true",
+                       help="print the full traceback of unexpected errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("restore", help="restore photos (files, folders or glob patterns)")
+    p = sub.add_parser("restore", parents=[debug],
+                       help="restore photos (files, folders or glob patterns)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                    help="folder for the restored PNGs (created if needed)")
@@ -100,27 +112,66 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write gray scans as RGB (default: gray stays gray)")
     p.add_argument("--overwrite", action="store_true",
                    help="restore again even when the output exists (default: skip, to resume)")
+    p.add_argument("--max-megapixels", type=_positive_float, default=None, metavar="MP",
+                   help="restore photos larger than MP megapixels at that working size and "
+                        "upsample the result to the photo's size (default: full size; a photo "
+                        "too large for this machine's memory is refused up front with the "
+                        "largest size that fits)")
     p.set_defaults(func=_cmd_restore)
 
-    p = sub.add_parser("convert", help="write a .safetensors copy of a published checkpoint")
+    p = sub.add_parser("convert", parents=[debug],
+                       help="write a .safetensors copy of a published checkpoint")
     p.add_argument("input", help="a .pth/.pt checkpoint (or .safetensors)")
     p.add_argument("output", help="the .safetensors file to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=_cmd_convert)
 
-    p = sub.add_parser("info", help="recognise checkpoint files and print what they hold")
+    p = sub.add_parser("info", parents=[debug],
+                       help="recognise checkpoint files and print what they hold")
     p.add_argument("files", nargs="+")
     p.set_defaults(func=_cmd_info)
     return parser
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 done, 1 some files failed, 2 nothing could
+    be done, 130 interrupted)."""
     args = build_parser().parse_args(argv)
+    _quiet_opencv()
     try:
         return int(args.func(args))
     except OldPhotoError as exc:
         print(f"oldphoto {args.command}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"oldphoto {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug or a resource problem: one line, traceback on request
+        if args.debug:
+            traceback.print_exc()
+        from .restore_cli import describe_failure
+        print(f"oldphoto {args.command}: unexpected error: {describe_failure(exc)}",
+              file=sys.stderr)
+        return 2
+
+
+def _quiet_opencv() -> None:
+    """OpenCV logs its decoders' complaints to stderr; each failing file gets our own line."""
+    try:
+        import cv2
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except Exception:  # an OpenCV build without the logging module: its lines stay
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

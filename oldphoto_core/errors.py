@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["OldPhotoError", "CheckpointError", "UnsupportedModelError", "InputError"]
+__all__ = ["OldPhotoError", "CheckpointError", "UnsupportedModelError", "InputError",
+           "OutputError", "InsufficientMemoryError"]
 
 
 class OldPhotoError(Exception):
@@ -19,3 +20,23 @@ class UnsupportedModelError(CheckpointError):
 
 class InputError(OldPhotoError, ValueError):
     """An image, mask or latent that the engine cannot process as given."""
+
+
+class OutputError(OldPhotoError):
+    """A result cannot be written: the folder cannot be created, the disk is full ..."""
+
+
+class InsufficientMemoryError(InputError):
+    """An image is too large for the memory of the device it would run on; decided up front.
+
+    Attributes:
+        needed: estimated peak bytes of the restoration.
+        available: bytes the device has available.
+        max_megapixels: the largest working size (megapixels) that fits, for a retry with a
+            downscaled working size.
+    """
+
+    def __init__(self, message: str, *, needed: int, available: int,
+                 max_megapixels: float) -> None:
+        super().__init__(message)
+        self.needed, self.available, self.max_megapixels = needed, available, max_megapixels

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,41 +69,49 @@ class ModelDescriptor:
                 f"source={self.source!r})")
 
 
-def _sniff(path: Path) -> str:
-    """``'zip'`` (torch.save), ``'pickle'`` (legacy torch.save), ``'safetensors'`` or ``'?'``."""
-    with path.open("rb") as f:
-        head = f.read(16)
+def _sniff(path: Path) -> tuple[str, bytes]:
+    """The format by content, and the first bytes: ``'zip'`` (torch.save), ``'pickle'`` (legacy
+    torch.save), ``'safetensors'`` or ``'?'``."""
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{path}: no such file") from exc
+    except OSError as exc:  # permission denied, an I/O error
+        raise CheckpointError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
     if not head:
         raise CheckpointError(f"{path}: the file is empty; expected a checkpoint "
                               "(.pth/.pt written by torch.save, or .safetensors)")
     if head[:4] == b"PK\x03\x04":
-        return "zip"
+        return "zip", head
     if head[:1] == b"\x80":
-        return "pickle"
+        return "pickle", head
     if len(head) >= 9 and head[8:9] == b"{":
-        return "safetensors"
-    return "?"
+        return "safetensors", head
+    return "?", head
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
                                                              dict[str, str]]:
     """Read a checkpoint file safely; returns ``(raw_object_as_dict, safetensors_metadata)``.
 
+    The reader is chosen by the file's first bytes, never by its name.
+
     Raises:
-        CheckpointError: missing, empty, truncated, not a checkpoint, or holding pickled code.
+        CheckpointError: missing, empty, truncated, not a checkpoint, or holding pickled code;
+            whatever the underlying library raised, with the file named.
     """
     p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"{p}: no such file")
-    fmt = _sniff(p)
+    fmt, head = _sniff(p)
     if fmt == "safetensors":
         return _read_safetensors(p)
     if fmt in ("zip", "pickle"):
         return _read_torch(p), {}
     raise CheckpointError(
         f"{p}: not a checkpoint: expected a torch.save file (.pth/.pt, zip or pickle) or a "
-        f".safetensors file, found {p.stat().st_size} bytes starting with "
-        f"{p.read_bytes()[:16]!r}")
+        f".safetensors file, found {p.stat().st_size} bytes starting with {head!r}")
 
 
 def _read_safetensors(p: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -119,16 +126,29 @@ def _read_safetensors(p: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]
 
 
 def _read_torch(p: Path, *, mmap: bool = False) -> dict[str, torch.Tensor]:
+    """``torch.load(weights_only=True)`` of a file whose content is a torch.save file.
+
+    torch.load picks safetensors for a *path* ending in ``.safetensors``, whatever the file
+    holds; we have already chosen the reader by content, so torch.load gets an open file (a
+    path only to memory-map, and never a ``.safetensors`` name).
+    """
+    mmap = mmap and p.suffix.lower() != ".safetensors"
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
+        if mmap:
+            obj = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+        else:
+            with p.open("rb") as f:
+                obj = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{p}: refused to load: the file contains Python objects other than tensors and "
             f"plain containers, which could run code when unpickled. Only weights are accepted "
             f"(torch.load(weights_only=True)). Details: {str(exc).splitlines()[0]}") from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except MemoryError as exc:
+        raise CheckpointError(f"{p}: not enough memory to read this checkpoint") from exc
+    except Exception as exc:  # RuntimeError, EOFError, BadZipFile, OSError ... and the rest
         raise CheckpointError(f"{p}: cannot read as a torch.save checkpoint "
-                              f"(truncated or corrupt?): {exc}") from exc
+                              f"(truncated or corrupt?): {type(exc).__name__}: {exc}") from exc
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{p}: expected a dict of tensors (a state dict), found a "
                               f"{type(obj).__name__}")
@@ -214,8 +234,13 @@ def model_from_state_dict(sd: Mapping[str, torch.Tensor], *, source: str = "<sta
     if expect is not None and expect not in (spec.kind, spec.id):
         raise CheckpointError(f"{source}: expected a {expect} checkpoint, but this file holds "
                               f"a {spec.title} ({spec.published_as})")
-    with torch.device("meta"):
-        model = spec.build(sd)
+    try:
+        with torch.device("meta"):
+            model = spec.build(sd)
+    except Exception as exc:  # shapes that look like the network but cannot build it
+        raise CheckpointError(f"{source}: recognised as {spec.title} ({spec.published_as}) but "
+                              f"its shapes do not describe one: {type(exc).__name__}: {exc}"
+                              ) from exc
     problems = _mismatches(model, sd)
     if problems:
         raise CheckpointError(
@@ -223,10 +248,17 @@ def model_from_state_dict(sd: Mapping[str, torch.Tensor], *, source: str = "<sta
             f"not fit it ({len(problems)} problems): " + "; ".join(problems[:_SHOW]))
     # Hosts such as ComfyUI call us under torch.inference_mode(); weights made there would be
     # inference tensors for good (no version counter, no autograd ever), so build them normal.
-    with torch.inference_mode(False):
-        tensors = {k: _owned(v, device, dtype) for k, v in sd.items()}
-        model.load_state_dict(tensors, strict=True, assign=True)
-        model.eval().requires_grad_(False)
+    try:
+        with torch.inference_mode(False):
+            tensors = {k: _owned(v, device, dtype) for k, v in sd.items()}
+            model.load_state_dict(tensors, strict=True, assign=True)
+            model.eval().requires_grad_(False)
+    except torch.OutOfMemoryError as exc:
+        raise CheckpointError(f"{source}: not enough memory on {device} for "
+                              f"{spec.title}") from exc
+    except (RuntimeError, MemoryError) as exc:
+        raise CheckpointError(f"{source}: cannot load the weights of {spec.title} onto "
+                              f"{device}: {type(exc).__name__}: {exc}") from exc
     return ModelDescriptor(model=model, arch=spec, source=source)
 
 
@@ -277,9 +309,7 @@ def peek_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
     memory-mapped and must be treated as read-only.
     """
     p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"{p}: no such file")
-    fmt = _sniff(p)
+    fmt, _ = _sniff(p)
     if fmt == "safetensors":
         from safetensors import safe_open
         try:

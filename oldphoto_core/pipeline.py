@@ -11,12 +11,14 @@ input's size, gray inputs stay gray and RGBA inputs keep their alpha.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 import torch
 
 from .checks import check_images
 from .errors import InputError
+from .memory import check_fits
 from .models import ModelStore, required_roles
 from .numerics import PRECISIONS, use_precision
 from .progress import Progress
@@ -79,13 +81,20 @@ class Restorer:
             float summation order, peak memory is lower on large scans.
         precision: ``"exact"`` (strict fp32, as the reference) or ``"tf32"`` (faster on recent
             NVIDIA GPUs, outside the parity tolerances; see :mod:`oldphoto_core.numerics`).
+        max_megapixels: restore photos larger than this at a working size of this many
+            megapixels (same aspect ratio) and upsample the result to the input's size (bicubic);
+            ``None``: always at the input's size.
+        check_memory: estimate the memory a photo needs before any work and refuse it with
+            :class:`~oldphoto_core.errors.InsufficientMemoryError` when it would not fit (CPU
+            memory; see :mod:`oldphoto_core.memory`).
     """
 
     def __init__(self, models: ModelStore | str | None = None, *,
                  device: torch.device | str = "cpu", scratch_threshold: float = 0.4,
                  auto_min_coverage: float = 0.001, stretch: str = "reference",
                  insightface_root: str | None = None, tile: str = "auto",
-                 tile_from_megapixels: float = 2.0, precision: str = "exact") -> None:
+                 tile_from_megapixels: float = 2.0, precision: str = "exact",
+                 max_megapixels: float | None = None, check_memory: bool = True) -> None:
         self.store = models if isinstance(models, ModelStore) else ModelStore(models,
                                                                              device=device)
         self.scratch_threshold = scratch_threshold
@@ -98,12 +107,39 @@ class Restorer:
         if precision not in PRECISIONS:
             raise InputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
+        if max_megapixels is not None and not max_megapixels > 0:
+            raise InputError(f"max_megapixels must be positive, got {max_megapixels!r}")
+        self.max_megapixels, self.check_memory = max_megapixels, check_memory
         self._detectors: dict[str, object] = {}
 
     def _tile(self, image: torch.Tensor) -> bool:
+        return self._tiles(image.shape[-2] * image.shape[-1])
+
+    def _tiles(self, pixels: int) -> bool:
         if self.tile != "auto":
             return self.tile == "on"
-        return image.shape[-2] * image.shape[-1] >= self.tile_from_megapixels * 1e6
+        return pixels >= self.tile_from_megapixels * 1e6
+
+    def working_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """``(h, w)`` the networks run at for an input of ``size``: the input's own size, or
+        ``max_megapixels`` worth of it at the same aspect ratio."""
+        h, w = size
+        if self.max_megapixels is None or h * w <= self.max_megapixels * 1e6:
+            return h, w
+        s = math.sqrt(self.max_megapixels * 1e6 / (h * w))
+        return max(16, int(h * s)), max(16, int(w * s))
+
+    def check_fits(self, size: tuple[int, int], *, scratch: str = "auto", hr: bool = False,
+                   faces: bool = False) -> None:
+        """Refuse, before any work, a photo of ``size = (H, W)`` that would not fit in memory.
+
+        Raises:
+            InsufficientMemoryError: with the largest working size that fits.
+        """
+        if not self.check_memory:
+            return
+        check_fits(_mode_name(scratch, hr), size, self.working_size(size),
+                   tiled_at=self._tiles, device=self.store.device, faces=faces)
 
     def face_detector(self, kind: str):
         """The face detector of this backend kind, created once."""
@@ -150,6 +186,7 @@ class Restorer:
             raise InputError(f"face_size must be 256 or 512, got {face_size}")
         check_images(images)
         self.check_models(scratch, hr, faces != "off", face_size)
+        self.check_fits(tuple(images.shape[-2:]), scratch=scratch, hr=hr, faces=faces != "off")
         if faces == "off":
             face_detector = None
         elif face_detector is None:
@@ -161,11 +198,17 @@ class Restorer:
     def _restore(self, images: torch.Tensor, scratch: str, hr: bool, detector: object | None,
                  face_size: int, keep_gray: bool, progress: Progress | None) -> RestoreResult:
         rgb, alpha, gray = _split_channels(images)
+        size = tuple(rgb.shape[-2:])
+        work = self.working_size(size)
+        small = rgb if work == size else pil_resize(rgb, work, "lanczos")
         if scratch == "off":
-            out, mask, working, mode = self._quality(rgb)
+            out, mask, working, mode = self._quality(small)
         else:
-            out, mask, working, mode = self._scratch(rgb, hr=hr, auto=scratch == "auto",
+            out, mask, working, mode = self._scratch(small, hr=hr, auto=scratch == "auto",
                                                      progress=progress)
+        if small is not rgb:  # max_megapixels: back to the input's size
+            del small
+            out, mask = pil_resize(out, size, "bicubic").clamp_(0, 1), _resize_mask(mask, size)
         found: list[list] = [[] for _ in range(images.shape[0])]
         if detector is not None:
             from .faces import restore_faces

@@ -1,8 +1,11 @@
 """``oldphoto restore``: folders of scans in, restored PNGs out, models loaded once.
 
 Outputs that already exist are skipped (so an interrupted run resumes) and counted in the
-summary; a file that fails is reported and the others go on; the exit code is 1 when any file
-failed, 2 when nothing could start (missing checkpoints, missing face backend).
+summary. Nothing is lost silently: a file that fails - whatever raised, a corrupt file, a scan
+too large for memory, a full disk - is reported with its reason and the others go on; a folder
+entry that is not taken (another format, a subfolder, a hidden file) is listed with the reason.
+The exit code is 1 when any file failed, 2 when nothing could start (missing checkpoints, missing
+face backend, an output folder that cannot be made), 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -12,41 +15,80 @@ import glob
 import os
 import sys
 import time
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from .errors import OldPhotoError
-from .imageio import IMAGE_SUFFIXES, read_image, write_image
+from .errors import OldPhotoError, OutputError
+from .imageio import IMAGE_SUFFIXES, probe_image, read_image, write_image
 from .models import ModelStore, default_models_dir
 from .pipeline import Restorer
 
-__all__ = ["collect_inputs", "output_path", "run_restore"]
+__all__ = ["Inputs", "collect_inputs", "output_path", "run_restore", "describe_failure"]
 
 
-def collect_inputs(specs: list[str]) -> tuple[list[Path], list[str]]:
-    """Expand files, folders (their images, sorted) and glob patterns; returns (files, problems)."""
+@dataclass
+class Inputs:
+    """What the command line's INPUT arguments name.
+
+    Attributes:
+        files: images to restore, in order, each once.
+        problems: arguments that name nothing (a missing path, a pattern matching nothing);
+            each counts as a failure.
+        not_taken: ``(path, reason)`` of folder or pattern entries that are not images we read.
+    """
+
+    files: list[Path] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    not_taken: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def _why_not_taken(p: Path) -> str | None:
+    """``None`` when a folder or pattern entry is taken, else the reason it is not."""
+    if p.name.startswith("."):
+        return "hidden file (name starts with '.')"
+    if p.is_dir():
+        return "a subfolder (not entered: name it, or use a pattern such as DIR/**/*)"
+    if p.suffix.lower() not in IMAGE_SUFFIXES:
+        return (f"not an accepted image format ({p.suffix or 'no extension'}; accepted: "
+                f"{' '.join(IMAGE_SUFFIXES)})")
+    return None
+
+
+def collect_inputs(specs: list[str]) -> Inputs:
+    """Expand files (always taken), folders (their entries, sorted) and glob patterns."""
+    found = Inputs()
     files: list[Path] = []
-    problems: list[str] = []
     for spec in specs:
         p = Path(spec)
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                problems.append(f"{spec}: folder holds no image ({', '.join(IMAGE_SUFFIXES)})")
-            files += found
+            entries = sorted(p.iterdir())
         elif p.is_file():
             files.append(p)
+            continue
         elif glob.has_magic(spec):
-            found = sorted(Path(q) for q in glob.glob(spec, recursive=True) if Path(q).is_file())
-            if not found:
-                problems.append(f"{spec}: pattern matches no file")
-            files += found
+            entries = sorted(Path(q) for q in glob.glob(spec, recursive=True))
+            if not entries:
+                found.problems.append(f"{spec}: pattern matches no file")
         else:
-            problems.append(f"{spec}: no such file or folder")
-    unique = list(dict.fromkeys(f.resolve() for f in files))
-    return unique, problems
+            found.problems.append(f"{spec}: no such file or folder")
+            continue
+        taken = 0
+        for entry in entries:
+            reason = _why_not_taken(entry)
+            if reason is None:
+                files.append(entry)
+                taken += 1
+            elif not (glob.has_magic(spec) and entry.is_dir()):  # `**` lists folders too
+                found.not_taken.append((entry, reason))
+        if entries and not taken:
+            found.problems.append(f"{spec}: holds no image in an accepted format "
+                                  f"({' '.join(IMAGE_SUFFIXES)})")
+    found.files = list(dict.fromkeys(f.resolve() for f in files))
+    return found
 
 
 def output_path(outdir: Path, src: Path, taken: set[Path]) -> Path:
@@ -69,6 +111,19 @@ def _device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError as exc:
         raise OldPhotoError(f"--device {name!r}: {exc}") from exc
+
+
+def describe_failure(exc: BaseException, src: Path | None = None) -> str:
+    """One line for a photo that failed: our own messages as they are (less the file name,
+    which the caller shows), anything else with its type and a hint (a bug or a resource
+    problem we did not foresee)."""
+    if isinstance(exc, OldPhotoError):
+        return str(exc).removeprefix(f"{src}: ") if src is not None else str(exc)
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return (f"out of memory ({type(exc).__name__}); a smaller working size needs less: "
+                f"--max-megapixels")
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else '(no message)'} (--debug shows where)"
 
 
 class _AttentionBar:
@@ -100,51 +155,92 @@ class _AttentionBar:
             self.bar.close()
 
 
+def _prepare_output(outdir: Path) -> None:
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise OutputError(f"output folder {outdir}: a file of that name exists") from exc
+    except OSError as exc:
+        raise OutputError(f"output folder {outdir} cannot be created: "
+                          f"{exc.strerror or exc}") from exc
+    if not os.access(outdir, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {outdir}: no permission to write there")
+
+
+def _restore_one(restorer: Restorer, args: argparse.Namespace, src: Path, out: Path) -> str:
+    """Restore one file and write it; returns the log line. Raises whatever went wrong."""
+    restorer.check_fits(probe_image(src), scratch=args.scratch, hr=args.hr,
+                        faces=args.faces != "off")  # before decoding a single pixel
+    image, info = read_image(src)
+    with _AttentionBar(src.name) as bar:
+        result = restorer.restore(image, scratch=args.scratch, hr=args.hr, faces=args.faces,
+                                  face_size=args.face_size, keep_gray=not args.force_rgb,
+                                  progress=bar.update)
+    del image
+    tmp = out.with_name(out.name + ".part.png")
+    try:
+        write_image(tmp, result.images, bit_depth=info.bit_depth)
+        os.replace(tmp, out)  # never leave a half-written output that resume would skip
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot be written: {exc.strerror or exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    faces = sum(len(f) for f in result.faces)
+    working = restorer.working_size(tuple(result.images.shape[-2:]))
+    notes = [result.mode]
+    if args.faces != "off":
+        notes.append(f"{faces} face{'s' * (faces != 1)}")
+    if working != tuple(result.images.shape[-2:]):
+        notes.append(f"restored at {working[1]}x{working[0]} and upsampled")
+    return f"{src} -> {out} ({', '.join(notes)})"
+
+
 def run_restore(args: argparse.Namespace) -> int:
-    files, problems = collect_inputs(args.inputs)
-    for msg in problems:
+    inputs = collect_inputs(args.inputs)
+    for msg in inputs.problems:
         print(f"oldphoto restore: {msg}", file=sys.stderr)
+    outdir = Path(args.output)
+    _prepare_output(outdir)  # before loading any model: a typo costs nothing
     models_dir = Path(args.models) if args.models else default_models_dir()
     insightface_root = args.insightface_root or str(models_dir / "insightface")
     store = ModelStore(models_dir, device=_device(args.device))
-    restorer = Restorer(store, insightface_root=insightface_root, precision=args.precision)
+    restorer = Restorer(store, insightface_root=insightface_root, precision=args.precision,
+                        max_megapixels=args.max_megapixels)
     restorer.check_models(args.scratch, args.hr, args.faces != "off",
                           args.face_size or (512 if args.hr else 256))
     if args.faces != "off":
         restorer.face_detector(args.faces)  # a missing backend stops here, before any work
-    outdir = Path(args.output)
-    outdir.mkdir(parents=True, exist_ok=True)
     taken: set[Path] = set()
-    jobs = [(src, output_path(outdir, src, taken)) for src in files]
+    jobs = [(src, output_path(outdir, src, taken)) for src in inputs.files]
     skipped = [(s, o) for s, o in jobs if o.exists() and not args.overwrite]
     todo = [(s, o) for s, o in jobs if not (o.exists() and not args.overwrite)]
     failed: list[tuple[Path, str]] = []
-    done = 0
+    done, interrupted = 0, False
     for src, out in tqdm(todo, desc="restoring", unit="photo", disable=not todo):
         try:
-            image, info = read_image(src)
-            with _AttentionBar(src.name) as bar:
-                result = restorer.restore(image, scratch=args.scratch, hr=args.hr,
-                                          faces=args.faces, face_size=args.face_size,
-                                          keep_gray=not args.force_rgb, progress=bar.update)
-            tmp = out.with_name(out.name + ".part.png")
-            write_image(tmp, result.images, bit_depth=info.bit_depth)
-            os.replace(tmp, out)  # never leave a half-written output that resume would skip
-            faces = sum(len(f) for f in result.faces)
-            tqdm.write(f"{src} -> {out} ({result.mode}"
-                       + (f", {faces} face{'s' * (faces != 1)}" if args.faces != "off" else "")
-                       + ")")
+            tqdm.write(_restore_one(restorer, args, src, out))
             done += 1
-        except OldPhotoError as exc:
-            failed.append((src, str(exc)))
-            tqdm.write(f"FAILED {src}: {exc}", file=sys.stderr)
-        except (RuntimeError, ValueError, OSError) as exc:  # e.g. out of memory on a huge scan
-            failed.append((src, f"{type(exc).__name__}: {exc}"))
-            tqdm.write(f"FAILED {src}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        except KeyboardInterrupt:
+            interrupted = True
+            tqdm.write(f"interrupted while restoring {src}", file=sys.stderr)
+            break
+        except Exception as exc:  # one photo's failure, whatever raised it, never stops a batch
+            failed.append((src, describe_failure(exc, src)))
+            tqdm.write(f"FAILED {src}: {failed[-1][1]}", file=sys.stderr)
+            if args.debug:
+                traceback.print_exc()
     print(f"restored {done}, skipped {len(skipped)} (output exists; --overwrite to redo), "
-          f"failed {len(failed) + len(problems)}")
+          f"failed {len(failed) + len(inputs.problems)}, not taken {len(inputs.not_taken)}"
+          + (f", not reached {len(todo) - done - len(failed)} (interrupted)"
+             if interrupted else ""))
     for src, out in skipped:
         print(f"  skipped {src}: {out} exists")
+    for msg in inputs.problems:
+        print(f"  failed {msg}")
     for src, msg in failed:
-        print(f"  failed {src}: {msg.splitlines()[0]}")
-    return 1 if failed or problems else 0
+        print(f"  failed {src}: {msg}")
+    for path, reason in inputs.not_taken:
+        print(f"  not taken {path}: {reason}")
+    if interrupted:
+        return 130
+    return 1 if failed or inputs.problems else 0

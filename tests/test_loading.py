@@ -178,3 +178,58 @@ def test_loading_under_inference_mode_gives_normal_tensors(unet_sd):
     assert not any(p.is_inference() for p in desc.model.parameters())
     with torch.no_grad():
         assert desc.model(torch.randn(1, 1, 32, 32)).shape == (1, 1, 32, 32)
+
+
+def _torch_save_named(tmp_path: Path, name: str, obj) -> Path:
+    path = tmp_path / name
+    torch.save(obj, path)
+    return path
+
+
+def test_reader_is_chosen_by_content_not_by_name(tmp_path: Path, unet_sd):
+    """torch.load itself picks safetensors for a *path* ending in .safetensors; ours must not."""
+    zipped = _torch_save_named(tmp_path, "unet.safetensors", {"model_state": unet_sd})
+    assert load_model(zipped).arch.id == "scratch_unet"
+    legacy = tmp_path / "legacy.safetensors"
+    torch.save(unet_sd, legacy, _use_new_zipfile_serialization=False)
+    assert load_model(legacy).arch.id == "scratch_unet"
+    real = tmp_path / "unet.pth"   # and a safetensors file under a .pth name
+    save_file(unet_sd, str(real))
+    assert load_model(real).arch.id == "scratch_unet"
+
+
+def _bad_files(tmp_path: Path, unet_sd) -> dict[str, Path]:
+    out = {}
+    out["plain pickle"] = tmp_path / "pickled.safetensors"
+    out["plain pickle"].write_bytes(pickle.dumps({"w": [1, 2]}, protocol=2))
+    out["text"] = tmp_path / "notes.safetensors"
+    out["text"].write_text("weights: see the release page")
+    good = tmp_path / "good.safetensors"
+    save_file({"w": torch.zeros(32, 32)}, str(good))
+    out["bad header length"] = tmp_path / "hdr.safetensors"
+    out["bad header length"].write_bytes((10**12).to_bytes(8, "little") + b"{" + b"x" * 20)
+    out["truncated safetensors"] = tmp_path / "cut.safetensors"
+    out["truncated safetensors"].write_bytes(good.read_bytes()[:150])
+    zipped = _torch_save_named(tmp_path, "unet.pt", unet_sd)
+    out["truncated zip"] = tmp_path / "cut.pt"
+    out["truncated zip"].write_bytes(zipped.read_bytes()[:2000])
+    out["list"] = _torch_save_named(tmp_path, "list.pth", [torch.zeros(2)])
+    out["non-tensor entry"] = _torch_save_named(tmp_path, "mixed.pth", {"w": "text"})
+    out["folder"] = tmp_path / "folder.pth"
+    out["folder"].mkdir()
+    out["missing"] = tmp_path / "missing.pth"
+    bad_shape = dict(unet_sd)
+    first = next(k for k in bad_shape if k.endswith("weight"))
+    bad_shape[first] = torch.zeros(3)   # recognised keys, a shape that cannot build the net
+    out["wrong shapes"] = _torch_save_named(tmp_path, "shapes.pth", bad_shape)
+    return out
+
+
+def test_every_broken_file_raises_checkpoint_error_naming_it(tmp_path: Path, unet_sd):
+    for what, path in _bad_files(tmp_path, unet_sd).items():
+        for call in (read_state_dict, load_model):
+            if call is read_state_dict and what in ("wrong shapes", "non-tensor entry"):
+                continue  # readable files: the problem shows when building the network
+            with pytest.raises(CheckpointError) as info:
+                call(path)
+            assert str(path) in str(info.value), (what, call.__name__, info.value)

@@ -53,3 +53,26 @@ def synthetic_models_dir(tmp_path_factory, synthetic_state_dicts) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"model_state": sd} if role == "scratch_detector" else sd, path)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory) -> Path:
+    """Small random networks of the published architectures (width 8-16) in the published
+    layout: the command line recognises them by content as it does the real files, and a
+    subprocess loads them in a fraction of a second."""
+    from oldphoto_core.arch import OldPhotoVAE, ScratchUNet
+    from oldphoto_core.arch.mapping import QualityMapping, ScratchMapping
+    torch.manual_seed(0)
+    latent = 8
+    nets = {"vae_a": OldPhotoVAE(channels=latent), "vae_b_quality": OldPhotoVAE(channels=latent),
+            "vae_b_scratch": OldPhotoVAE(channels=latent),
+            "mapping_quality": QualityMapping(latent_channels=latent, width=16, n_blocks=1),
+            "mapping_scratch": ScratchMapping(latent_channels=latent, width=16, n_blocks=1),
+            "scratch_detector": ScratchUNet(base=4)}
+    root = tmp_path_factory.mktemp("tiny-models")
+    for role, net in nets.items():
+        path = root / ROLES[role].published_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sd = net.state_dict()
+        torch.save({"model_state": sd} if role == "scratch_detector" else sd, path)
+    return root
