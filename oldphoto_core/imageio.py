@@ -241,7 +241,8 @@ def _to_tensor(p: Path, arr: np.ndarray, orientation: int) -> tuple[torch.Tensor
 def write_image(path: str | os.PathLike[str], image: torch.Tensor, *, bit_depth: int = 8) -> None:
     """Write ``[1, C, H, W]`` or ``[C, H, W]`` float 0..1 (C = 1, 3, 4) as 8- or 16-bit.
 
-    Quantised in torch (one integer copy, no float temporaries of the full image).
+    Quantised plane by plane into the interleaved integer array OpenCV encodes, so the only
+    full-size copy is that array.
 
     Raises:
         OutputError: the folder cannot be created, the file cannot be written or encoded.
@@ -250,12 +251,12 @@ def write_image(path: str | os.PathLike[str], image: torch.Tensor, *, bit_depth:
     if x.ndim != 3 or x.shape[0] not in (1, 3, 4):
         raise InputError(f"write_image: expected [C, H, W] with C = 1, 3 or 4, got shape "
                          f"{tuple(image.shape)}")
-    scale, dtype = (65535.0, torch.int32) if bit_depth == 16 else (255.0, torch.uint8)
-    q = x.detach().float().clamp(0, 1).mul_(scale).add_(0.5).floor_().to(dtype)
+    scale, dtype = (65535.0, np.uint16) if bit_depth == 16 else (255.0, np.uint8)
     order = {1: [0], 3: [2, 1, 0], 4: [2, 1, 0, 3]}[x.shape[0]]  # to OpenCV's BGR(A)
-    arr = q[order].permute(1, 2, 0).contiguous().cpu().numpy()
-    if bit_depth == 16:
-        arr = arr.astype(np.uint16)
+    arr = np.empty((x.shape[1], x.shape[2], len(order)), dtype=dtype)
+    for dst, src in enumerate(order):  # one plane at a time: no full-size float temporaries
+        plane = x[src].detach().float().cpu().clamp(0, 1).mul_(scale).add_(0.5).floor_()
+        arr[..., dst] = plane.numpy()
     p = Path(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from .errors import InsufficientMemoryError
+from .faces.enhance import _CPU_BUDGET_MB as _FACE_CPU_BUDGET_MB
 
 __all__ = ["MemoryModel", "WORKING_MEMORY", "FULL_SIZE_BYTES_PER_PIXEL", "FACE_BYTES",
            "estimate_bytes", "available_bytes", "largest_megapixels", "check_fits"]
@@ -43,23 +44,25 @@ class MemoryModel:
         return int(self.constant + self.bytes_per_pixel * pixels)
 
 
-#: ``(mode, tiled) -> model``, from ``benchmarks/bench_memory.py`` (docs/memory.md).
+#: ``(mode, tiled) -> model``: upper envelopes of ``benchmarks/bench_memory.py``'s measurements
+#: (docs/memory.md has the measured points and the least-squares lines).
 WORKING_MEMORY: dict[tuple[str, bool], MemoryModel] = {
     ("quality", False): MemoryModel(1000.0, 120 << 20),
-    ("quality", True): MemoryModel(1000.0, 120 << 20),
-    ("scratch", False): MemoryModel(1000.0, 120 << 20),
-    ("scratch", True): MemoryModel(1000.0, 120 << 20),
-    ("hr", False): MemoryModel(1000.0, 120 << 20),
-    ("hr", True): MemoryModel(1000.0, 120 << 20),
+    ("quality", True): MemoryModel(800.0, 400 << 20),
+    ("scratch", False): MemoryModel(1000.0, 520 << 20),
+    ("scratch", True): MemoryModel(1000.0, 420 << 20),
+    ("hr", False): MemoryModel(1200.0, 440 << 20),
+    ("hr", True): MemoryModel(1200.0, 440 << 20),
 }
 
-#: Bytes per pixel *of the input's size* outside the working maps: the float32 input and its
-#: resized working copy's counterpart, the float32 result and the integer copy written to disk
-#: (4 channels at most: 16 + 16 + 16 + 8).
-FULL_SIZE_BYTES_PER_PIXEL = 56
+#: Bytes per pixel *of the input's size* outside the working maps: the float32 input and the
+#: float32 result at the input's size, the integer copy written to disk (measured: 21 for an
+#: 8-bit RGB photo restored at a smaller working size; 32 covers RGBA).
+FULL_SIZE_BYTES_PER_PIXEL = 32
 
-#: The face stage: the SPADE generator's activations for one batch of aligned faces (512 px).
-FACE_BYTES = 1 << 30
+#: The face stage: faces go through the generator in chunks sized to its CPU activation budget
+#: (:func:`oldphoto_core.faces.enhance.faces_per_chunk`), plus the crops and masks around them.
+FACE_BYTES = int(_FACE_CPU_BUDGET_MB + 256) << 20
 
 #: Share of the available memory a restoration may plan to use: the rest absorbs the model's
 #: error and what other processes allocate meanwhile.

@@ -293,7 +293,12 @@ def _split_channels(images: torch.Tensor):
 
 
 def _merge_channels(rgb: torch.Tensor, alpha: torch.Tensor | None, gray: bool) -> torch.Tensor:
+    """The output's channels, clamped to 0..1 without a full-size copy where none is needed
+    (a 144 MP result is 1.7 GB per float copy)."""
+    if not gray and alpha is None:
+        lo, hi = torch.aminmax(rgb)
+        return rgb if lo >= 0 and hi <= 1 else rgb.clamp(0, 1)
     out = luma(rgb) if gray else rgb
     if alpha is not None:
         out = torch.cat([out, alpha.to(out)], dim=1)
-    return out.clamp(0, 1)
+    return out.clamp_(0, 1)  # a new tensor (luma or cat): clamped in place
