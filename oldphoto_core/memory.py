@@ -52,7 +52,7 @@ WORKING_MEMORY: dict[tuple[str, bool], MemoryModel] = {
     ("scratch", False): MemoryModel(1000.0, 520 << 20),
     ("scratch", True): MemoryModel(1000.0, 420 << 20),
     ("hr", False): MemoryModel(1200.0, 440 << 20),
-    ("hr", True): MemoryModel(1200.0, 440 << 20),
+    ("hr", True): MemoryModel(1250.0, 440 << 20),
 }
 
 #: Bytes per pixel *of the input's size* outside the working maps: the float32 input and the
