@@ -49,8 +49,9 @@ def is_8bit_valued(x: torch.Tensor) -> bool:
 def pil_resize(x: torch.Tensor, size: tuple[int, int], method: str = "bicubic") -> torch.Tensor:
     """Resize ``[B, C, H, W]`` float 0..1 images to ``size = (h, w)`` exactly as PIL does.
 
-    8-bit-valued inputs go through PIL's 8-bit path (identical to resizing the reference's uint8
-    PIL image); anything else through PIL's float path (no quantisation). The result has the
+    8-bit-valued photos go through PIL's 8-bit path (identical to resizing the reference's uint8
+    PIL image); anything else through PIL's float path (no quantisation). The choice is made per
+    batch item, so a photo's result never depends on the others in its batch. The result has the
     input's dtype and device; 8-bit inputs give 8-bit-valued outputs.
     """
     if x.ndim != 4:
@@ -59,10 +60,10 @@ def pil_resize(x: torch.Tensor, size: tuple[int, int], method: str = "bicubic") 
     if (h, w) == tuple(x.shape[-2:]):
         return x
     filt = _FILTERS[method]
-    eight_bit = is_8bit_valued(x)
     arr = x.detach().float().cpu().numpy()
     out = np.empty((*arr.shape[:2], h, w), dtype=np.float32)
     for b in range(arr.shape[0]):
+        eight_bit = is_8bit_valued(x[b])  # per photo: a batch item never changes another's path
         for c in range(arr.shape[1]):
             if eight_bit:
                 img = Image.fromarray(np.rint(arr[b, c] * 255).astype(np.uint8), "L")
@@ -70,5 +71,4 @@ def pil_resize(x: torch.Tensor, size: tuple[int, int], method: str = "bicubic") 
             else:
                 img = Image.fromarray(arr[b, c], "F")
                 out[b, c] = np.asarray(img.resize((w, h), filt))
-    res = torch.from_numpy(out).to(device=x.device, dtype=x.dtype)
-    return res if eight_bit else res.clamp_(0, 1)
+    return torch.from_numpy(out).clamp_(0, 1).to(device=x.device, dtype=x.dtype)

@@ -8,9 +8,12 @@ convolution in about 4x fewer multiply-adds, spent in one batched matrix product
 "Fast Algorithms for Convolutional Neural Networks", CVPR 2016).
 
 It is an exact algorithm, not an approximation: in real arithmetic it equals the direct
-convolution. In float32 its rounding differs; with well-chosen interpolation points (below) the
-measured error stays at the level of float32 summation-order differences (a few 1e-6 of the
-output's peak, see ``tests/test_winograd.py``), inside every parity tolerance of the kit.
+convolution. In float32 its rounding differs. Its worst-case error bound is the direct one's
+times the transforms' error growth, about 97 for the interpolation points below (256 for
+Lavin & Gray's): ``tests/numeric_bounds.py`` derives the element-wise bound that the tests hold
+it to on any CPU. Measured errors are far below that worst case and stay inside every parity
+tolerance of the kit; how close they come to the direct convolution's depends on the CPU (on
+AVX-512, where oneDNN accumulates more accurately, the ratio is larger than on AVX2).
 ``precision="direct"`` turns it off where bit-for-bit agreement with PyTorch's direct
 convolution matters.
 
@@ -39,8 +42,8 @@ _TILES_PER_CHUNK = 320
 # F(4, 3) by Toom-Cook with interpolation points 0, 1, -1, 2, -1/2 and infinity. Lavin & Gray
 # use 0, +-1, +-2; Barabasz et al. ("Error analysis and improving the accuracy of Winograd
 # convolution for deep neural networks", ACM TOMS 2020) show that mixing 2 and -1/2 keeps the
-# transforms' entries smaller. Measured on 512-channel maps: max error 2.5e-6 of the output's
-# peak, against 7.6e-6 with Lavin & Gray's points and 2.0e-6 for the direct convolution.
+# transforms' entries smaller: error growth 97 against 256 (tests/numeric_bounds.py,
+# winograd_growth).
 # All entries are exact binary fractions except G's thirds and fifteenths, see _transforms.
 _BT = (
     (1, 3 / 2, -2, -3 / 2, 1, 0),

@@ -10,12 +10,28 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _register_numeric_bounds() -> None:
+    """Make ``tests/numeric_bounds.py`` (the rounding-error bounds behind every tolerance)
+    importable as ``numeric_bounds`` from any test module: under ``--import-mode=importlib``
+    the tests folder is not on ``sys.path``."""
+    if "numeric_bounds" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "numeric_bounds", Path(__file__).with_name("numeric_bounds.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["numeric_bounds"] = module
+        spec.loader.exec_module(module)
+
+
+_register_numeric_bounds()
 
 
 def parity_dir() -> Path | None:

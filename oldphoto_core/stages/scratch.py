@@ -32,17 +32,21 @@ def detector_input_size(h: int, w: int, short_side: int = DETECTOR_SHORT_SIDE) -
 def luma(image: torch.Tensor) -> torch.Tensor:
     """ITU-R 601 luma ``[B, 1, H, W]`` of RGB(A) or gray images in 0..1.
 
-    8-bit-valued input uses PIL's fixed-point formula (what ``convert("L")`` gives the reference);
-    other input the same weights in floating point.
+    8-bit-valued photos use PIL's fixed-point formula (what ``convert("L")`` gives the
+    reference); others the same weights in floating point. Decided per batch item, so that a
+    photo's result never depends on the others in its batch.
     """
     if image.shape[1] == 1:
         return image
-    rgb = image[:, :3]
+    return torch.cat([_luma_one(item[None, :3]) for item in image])
+
+
+def _luma_one(rgb: torch.Tensor) -> torch.Tensor:
     if is_8bit_valued(rgb):
         v = torch.round(rgb.double() * 255).long()
         y = (v[:, 0] * 19595 + v[:, 1] * 38470 + v[:, 2] * 7471 + 0x8000) >> 16
-        return (y.to(image.dtype) / 255.0)[:, None]
-    wts = torch.tensor([0.299, 0.587, 0.114], dtype=image.dtype, device=image.device)
+        return (y.to(rgb.dtype) / 255.0)[:, None]
+    wts = torch.tensor([0.299, 0.587, 0.114], dtype=rgb.dtype, device=rgb.device)
     return (rgb * wts[:, None, None]).sum(dim=1, keepdim=True)
 
 

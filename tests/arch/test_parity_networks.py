@@ -48,15 +48,28 @@ def _winograd_layers(model: torch.nn.Module) -> int:
                for w in weights)
 
 
+_LAST_LOADED: dict[Path, tuple] = {}
+
+
+def _load_case(network_case: Path, parity: Path, synth) -> tuple:
+    """(case, descriptor, tensors) of a case; the last one is kept, since both algorithms of
+    a case run one after the other (synthesising and loading a 92 M-parameter face generator
+    costs seconds). Tests do not change the weights."""
+    if network_case not in _LAST_LOADED:
+        _LAST_LOADED.clear()
+        case = json.loads(network_case.read_text())
+        sd = synth(case["manifest_file"], case["seed"])
+        desc = model_from_state_dict(sd, source=case["manifest_file"])
+        _LAST_LOADED[network_case] = (case, desc, load_file(parity / case["file"]))
+    return _LAST_LOADED[network_case]
+
+
 @pytest.mark.parametrize("algorithm", ["direct", "winograd"])
 def test_network_parity(network_case: Path, parity: Path, synth, algorithm: str,
                         monkeypatch) -> None:
     """``direct``: PyTorch's own convolutions. ``winograd``: the default CPU path, forced onto
     every wide 3x3 layer even where the kit's small maps would keep it direct."""
-    case = json.loads(network_case.read_text())
-    sd = synth(case["manifest_file"], case["seed"])
-    desc = model_from_state_dict(sd, source=case["manifest_file"])
-    data = load_file(parity / case["file"])
+    case, desc, data = _load_case(network_case, parity, synth)
     inputs = {k.split(".", 1)[1]: v for k, v in data.items() if k.startswith("input.")}
     calls = []
     if algorithm == "winograd":
@@ -74,6 +87,7 @@ def test_network_parity(network_case: Path, parity: Path, synth, algorithm: str,
         assert ours.shape == ref.shape, f"{name}: shape {tuple(ours.shape)} != {tuple(ref.shape)}"
         assert torch.isfinite(ours).all()
         err = (ours - ref).abs().max().item()
+        # the case's own thresholds (TOLERANCES.md: networks/<case> per output), never looser
         if "tolerance_max_rel_to_peak" in spec:
             rel = err / ref.abs().max().item()
             assert rel <= spec["tolerance_max_rel_to_peak"] or err <= spec["tolerance_max_abs"], \
@@ -84,4 +98,5 @@ def test_network_parity(network_case: Path, parity: Path, synth, algorithm: str,
 
 
 def test_parity_cases_discovered(parity: Path) -> None:
+    _LAST_LOADED.clear()  # release the last model
     assert sorted((parity / "networks").glob("*.json")), "the parity kit holds no network case"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from numeric_bounds import attention_bound, check_within, stack_tolerance
 
 from oldphoto_core.arch import partial_nonlocal
 from oldphoto_core.arch.partial_nonlocal import (
@@ -60,12 +61,18 @@ def _qkv(b=2, c=8, n=40, scale=1.0, dtype=torch.float64, seed=0):
     return [scale * torch.randn(b, c, n, generator=g, dtype=dtype) for _ in range(3)]
 
 
-@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
-def test_random_weights_match_naive(dtype, tol):
+def _check_same_attention(ours, ref, theta, phi, g, w, what=""):
+    """Two implementations of the same attention: each within the attention rounding bound
+    (score inner products, exp, normalisation, value sum) of the exact result."""
+    check_within(ours, ref, 2 * attention_bound(theta, phi, g, w), what)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_random_weights_match_naive(dtype):
     theta, phi, g = _qkv(dtype=dtype)
     w = (torch.rand(2, 40, generator=torch.Generator().manual_seed(1)) > 0.3).to(dtype)
     ours = partial_attention(theta, phi, g, w)
-    assert torch.allclose(ours, naive_attention(theta, phi, g, w), atol=tol, rtol=0)
+    _check_same_attention(ours, naive_attention(theta, phi, g, w), theta, phi, g, w, str(dtype))
 
 
 @pytest.mark.parametrize("case", ["no_holes", "all_holes", "single_valid_key", "soft",
@@ -85,7 +92,7 @@ def test_edge_cases_match_naive(case):
         w[1] = 0
     ours = partial_attention(theta, phi, g, w)
     ref = naive_attention(theta, phi, g, w)
-    assert torch.allclose(ours, ref, atol=1e-12, rtol=0)
+    _check_same_attention(ours, ref, theta, phi, g, w, case)
     if case == "all_holes":
         assert ours.abs().max() == 0
 
@@ -100,7 +107,7 @@ def test_renormalisation_eps_is_reproduced():
     ours = partial_attention(theta, phi, g, w)
     mass = F.softmax(theta[0].t() @ phi[0], dim=1)[0, 1:].sum()
     assert mass < 1e-12, "test setup: query 0's clean mass must underflow the eps"
-    assert torch.allclose(ours, ref, atol=1e-12, rtol=0)
+    _check_same_attention(ours, ref, theta, phi, g, w)
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 40 * 40, 10**9])
@@ -108,16 +115,19 @@ def test_chunk_size_does_not_change_result(chunk):
     theta, phi, g = _qkv()
     w = (torch.rand(2, 40, generator=torch.Generator().manual_seed(5)) > 0.5).double()
     ref = partial_attention(theta, phi, g, w, chunk_elements=10**9)
-    assert torch.allclose(partial_attention(theta, phi, g, w, chunk_elements=chunk), ref,
-                          atol=1e-12, rtol=0)
+    # other chunks, other matrix-product shapes, other summation orders
+    _check_same_attention(partial_attention(theta, phi, g, w, chunk_elements=chunk), ref,
+                          theta, phi, g, w, f"chunk {chunk}")
 
 
 def test_clean_indicator_matches_reference_formula():
+    """Bit-exact on any CPU: the same two interpolations; for a mask >= 0 the bilinear value
+    is 0 exactly where both formulas keep the nearest sample times 1, elsewhere both give 0."""
     g = torch.Generator().manual_seed(2)
     mask = (torch.rand(2, 1, 37, 53, generator=g) > 0.8).float()
     assert torch.equal(clean_indicator(mask, (9, 13)), naive_clean(mask.clone(), (9, 13)))
     soft = torch.rand(1, 1, 16, 16, generator=g)
-    assert torch.allclose(clean_indicator(soft, (4, 4)), naive_clean(soft.clone(), (4, 4)))
+    assert torch.equal(clean_indicator(soft, (4, 4)), naive_clean(soft.clone(), (4, 4)))
 
 
 @pytest.mark.parametrize("hole", ["random", "none", "mostly_holes"])
@@ -136,8 +146,10 @@ def test_block_matches_naive_block(hole):
         mask[:, :, :8, :12] = 0   # a few latent positions at the corner stay clean
     with torch.no_grad():
         ours, ref = block(x, mask), naive_block(block, x, mask)
-    assert torch.allclose(ours, ref, atol=1e-10, rtol=0)
-    if hole == "none":
+    # float64 through 1x1 convs, attention and three residual blocks: the stack tolerance
+    tol = stack_tolerance(block, ref.abs().max().item(), pixels=6 * 7)
+    assert (ours - ref).abs().max().item() <= tol
+    if hole == "none":  # clean everywhere: 0 * refined + 1 * x, exactly x
         assert torch.equal(ours, x)
 
 
@@ -154,4 +166,4 @@ def test_clean_queries_matter():
         theta, phi, g = (m(x).flatten(2) for m in (block.theta, block.phi, block.g))
         y = partial_attention(theta, phi, g, clean.flatten(1)) * (clean.flatten(1) < 1)
         holes_only = clean * x + (1 - clean) * block.res_block(block.W(y.view(1, 8, 6, 6)))
-    assert (full - holes_only).abs().max() > 1e-3
+    assert (full - holes_only).abs().max() > 1e-3  # an effect of order 0.1, not rounding
