@@ -222,21 +222,26 @@ class OldPhotoRestore:
         roles = required_roles(_mode(scratch, bool(hr)), faces=faces != "off", face_size=size)
         store = self._store(roles, given, models_folder, scratch, bool(hr), faces)
         restorer = _restorer(insightface_root("buffalo_l") if faces != "off" else None)
-        restorer.store = store
 
         images = image_to_nchw(image)
         b = images.shape[0]
         steps = Steps(b)
         outs, masks, info = [], [], []
-        with models_on_device(*(store.get(r) for r in roles)):
-            for i in range(b):
-                steps.check()
-                res = restorer.restore(images[i:i + 1], scratch=scratch, hr=bool(hr),
-                                       faces=faces, face_size=size, progress=steps.within)
-                outs.append(res.images.to(compat.intermediate_device()))
-                masks.append(res.masks.to(compat.intermediate_device()))
-                info.append({"mode": res.mode, "faces": sum(len(f) for f in res.faces)})
-                steps.advance()
+        restorer.store = store
+        try:
+            with models_on_device(*(store.get(r) for r in roles)):
+                for i in range(b):
+                    steps.check()
+                    res = restorer.restore(images[i:i + 1], scratch=scratch, hr=bool(hr),
+                                           faces=faces, face_size=size, progress=steps.within)
+                    outs.append(res.images.to(compat.intermediate_device()))
+                    masks.append(res.masks.to(compat.intermediate_device()))
+                    info.append({"mode": res.mode, "faces": sum(len(f) for f in res.faces)})
+                    steps.advance()
+        finally:
+            # the cached Restorer outlives the run: it must not keep this run's models alive
+            # (the loaders' cache decides what stays loaded)
+            restorer.store = ModelStore.from_files({})
         return (nchw_to_image(torch.cat(outs)), nchw_to_mask(torch.cat(masks)),
                 json.dumps(info))
 

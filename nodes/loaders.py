@@ -2,8 +2,9 @@
 
 Files are listed from ComfyUI's ``models/oldphoto`` (any sub-folder, any name) and recognised by
 their content (keys and shapes, cached by path + mtime), so each loader lists only the files it
-can load. Loaded models are cached by path + mtime + size and kept on the offload device; the
-runner nodes move them to the device only while they run.
+can load. Loaded models are cached by path + mtime + size and kept on the offload device (the
+entries of files that changed or disappeared are dropped at the next load); the runner nodes move
+them to the device only while they run.
 """
 
 from __future__ import annotations
@@ -28,12 +29,16 @@ log = logging.getLogger("oldphoto")
 
 __all__ = ["LOADER_NODES", "OldPhotoFaceDetectorLoader", "OldPhotoFaceModelLoader",
            "OldPhotoMappingLoader", "OldPhotoScratchModelLoader", "OldPhotoVAELoader",
-           "check_model_file", "clear_caches", "files_of_kind", "load_cached", "load_path_cached"]
+           "check_model_file", "clear_caches", "files_of_kind", "forget_stale", "load_cached",
+           "load_path_cached"]
 
 _lock = threading.RLock()
 _kinds: dict[str, tuple[tuple[int, int], ArchSpec | None]] = {}
 _models: dict[str, tuple[tuple[int, int], ModelDescriptor]] = {}
 _detectors: dict[tuple, object] = {}
+#: Face detectors kept (most recently used): one per (backend, folder, pack, threshold) would
+#: grow without bound while a user tries thresholds (an onnxruntime session each).
+MAX_DETECTORS = 2
 
 FOLDER_HINT = ("ComfyUI/models/oldphoto (any sub-folder and file name: files are recognised by "
                "their content; unzip the published Global/checkpoints.zip and "
@@ -43,6 +48,25 @@ FOLDER_HINT = ("ComfyUI/models/oldphoto (any sub-folder and file name: files are
 def _signature(path: str) -> tuple[int, int]:
     st = os.stat(path)
     return st.st_mtime_ns, st.st_size
+
+
+def _current(path: str, sig: tuple[int, int]) -> bool:
+    try:
+        return _signature(path) == sig
+    except OSError:  # deleted or unreadable
+        return False
+
+
+def forget_stale() -> None:
+    """Drop cached models and classifications of files that changed or are gone.
+
+    A model whose file was replaced, renamed or deleted can never be served again; keeping it
+    would hold its weights (up to 370 MB each) for the life of the server.
+    """
+    with _lock:
+        for cache in (_models, _kinds):
+            for path in [p for p, (sig, _) in cache.items() if not _current(p, sig)]:
+                del cache[path]
 
 
 def clear_caches() -> None:
@@ -140,6 +164,7 @@ def load_path_cached(path: str | os.PathLike[str], expect: str) -> ModelDescript
             raise CheckpointError(f"{path}: expected a {expect} checkpoint, but this file holds "
                                   f"a {desc.arch.title} ({desc.arch.published_as})")
         return desc
+    forget_stale()  # before loading: an outdated copy of this file must not double the peak
     # ComfyUI runs nodes under torch.inference_mode(): weights created there would be inference
     # tensors, which some modules cannot use (no version counter) and which would stay so in
     # the cache. Load them as normal tensors (they have requires_grad=False anyway).
@@ -385,12 +410,16 @@ class OldPhotoFaceDetectorLoader:
         root = insightface_root(insightface_pack)
         key = (backend, root, insightface_pack, float(threshold))
         with _lock:
-            det = _detectors.get(key)
+            det = _detectors.pop(key, None)
+            if det is not None:
+                _detectors[key] = det  # most recently used last
         if det is None:
             det = make_face_detector(backend, insightface_root=root, pack=insightface_pack,
                                      threshold=float(threshold))
             with _lock:
                 _detectors[key] = det
+                while len(_detectors) > MAX_DETECTORS:
+                    del _detectors[next(iter(_detectors))]
         return (FaceDetectorHandle(det, getattr(det, "name", backend)),)
 
 

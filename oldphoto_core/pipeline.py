@@ -139,7 +139,14 @@ class Restorer:
         if not self.check_memory:
             return
         check_fits(_mode_name(scratch, hr), size, self.working_size(size),
-                   tiled_at=self._tiles, device=self.store.device, faces=faces)
+                   tiled_at=self._tiles, device=self._run_device(), faces=faces)
+
+    def _run_device(self) -> torch.device:
+        """Where the networks run now: a host (ComfyUI) may have moved the store's models."""
+        try:
+            return self.store.get("vae_a").device
+        except Exception:  # not loadable: check_models names it; plan for the store's device
+            return self.store.device
 
     def face_detector(self, kind: str):
         """The face detector of this backend kind, created once."""

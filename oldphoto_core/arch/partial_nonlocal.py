@@ -72,9 +72,22 @@ def _chunk_rows(n_queries: int, n_keys: int, chunk_elements: int) -> int:
 #: trained 512-channel features most logits of a row lie hundreds below its maximum.
 _EXP_FLOOR = -87.0
 
-#: Queries per call of the fused kernel: the progress hook runs between calls (Cancel), and a
-#: call this size keeps both cores busy (about 1 s each at 124x156 on a 2-core CPU).
+#: Most queries per call of the fused kernel.
 FUSED_QUERY_ROWS = 4096
+
+#: Logits (queries x keys) per call on CPU. The progress hook runs between calls and is where
+#: Cancel lands, so a call must stay short whatever the key count: 2**23 logits at 512 channels
+#: are about 17 GFLOP, 0.2 s on 2 cores (a fixed 4096 rows took 1-4 s against 16384 keys). The
+#: size depends on the shapes only, never on timing, so results are the same on every run.
+CPU_CALL_LOGITS = 1 << 23
+
+
+def _cpu_rows(n_queries: int, n_keys: int) -> int:
+    """Queries per fused call: :data:`CPU_CALL_LOGITS` worth, in whole blocks of 64 queries
+    (the kernel's row blocks, so a row's result does not depend on the call it is in), at most
+    :data:`FUSED_QUERY_ROWS`."""
+    rows = max(64, CPU_CALL_LOGITS // max(n_keys, 1) // 64 * 64)
+    return max(1, min(n_queries, FUSED_QUERY_ROWS, rows))
 
 
 def _log_mass_inplace(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,9 +226,11 @@ def partial_attention(theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor,
         queries = theta[i].t()                           # [N, C]
         fused = kernel is not None and log_w is None
         if fused:
-            step = min(n, FUSED_QUERY_ROWS)
+            step = _cpu_rows(n, keys.shape[0])
         else:
-            step = _chunk_rows(n, keys.shape[0] + damaged.shape[0], chunk_elements)
+            budget = min(chunk_elements, CPU_CALL_LOGITS) if theta.device.type == "cpu" \
+                else chunk_elements
+            step = _chunk_rows(n, keys.shape[0] + damaged.shape[0], budget)
             # one logit buffer for all chunks: a fresh 10^8-byte allocation per chunk would be
             # paid again in page faults (about 40 ms each on CPU)
             buffer = queries.new_empty(step * keys.shape[0])

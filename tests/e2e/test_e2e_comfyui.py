@@ -11,6 +11,7 @@ prompts must get clear errors while the server stays up.
 ComfyUI's interpreter: ``$COMFYUI_PYTHON``, else ``$COMFYUI_PATH/.venv/bin/python`` or
 ``venv/bin/python`` when present, else this interpreter. It needs ComfyUI's requirements and the
 pack's (``requirements.txt``), not this package: ComfyUI imports the engine from the pack folder.
+Starting the server and talking to it: ``comfy_e2e.py`` (shared with ``test_e2e_soak.py``).
 """
 
 from __future__ import annotations
@@ -21,177 +22,37 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from comfy_e2e import (
+    API_DIR,
+    COMFYUI,
+    FACE_FILE,
+    REPO,
+    SKIP_REASON,
+    Client,
+    api,
+    comfyui_python,
+    start_comfyui,
+)
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-COMFYUI = os.environ.get("COMFYUI_PATH", "")
-API_DIR = REPO / "example_workflows" / "api"
-START_TIMEOUT = 180
-RUN_TIMEOUT = 300
 
 pytestmark = [
     pytest.mark.comfyui,
-    pytest.mark.skipif(not COMFYUI, reason="COMFYUI_PATH is not set: the end-to-end tests need a "
-                                           "ComfyUI checkout (COMFYUI_PATH=/path/to/ComfyUI)"),
+    pytest.mark.skipif(not COMFYUI, reason=SKIP_REASON),
 ]
-
-# role of the parity kit's manifests (by published path) we write; the HR mapping and the 512 px
-# face model are not used by the shipped workflows
-SKIP_MANIFESTS = {"mapping_patch_attention", "face_spade_512"}
-FACE_FILE = "Face_Enhancement/checkpoints/Setting_9_epoch_100/latest_net_G.pth"
-SAMPLE = "old_w_scratch/b.png"  # 256x256, a cracked photo of a boy (dlib finds his face)
-
-
-def _python() -> str:
-    if os.environ.get("COMFYUI_PYTHON"):
-        return os.environ["COMFYUI_PYTHON"]
-    for venv in (".venv", "venv"):
-        p = Path(COMFYUI) / venv / "bin" / "python"
-        if p.exists():
-            return str(p)
-    return sys.executable
-
-
-def _parity_dir() -> Path:
-    env = os.environ.get("OLDPHOTO_PARITY_DIR")
-    p = Path(env) if env else REPO.parent / "shared" / "parity"
-    if not p.is_dir():
-        pytest.skip(f"parity kit (synthetic weights) not found at {p}: set OLDPHOTO_PARITY_DIR")
-    return p
-
-
-def _samples_dir() -> Path:
-    env = os.environ.get("OLDPHOTO_SAMPLES_DIR")
-    p = Path(env) if env else REPO.parent / "shared" / "samples"
-    if not (p / SAMPLE).is_file():
-        pytest.skip(f"sample photo {SAMPLE} not found under {p}: set OLDPHOTO_SAMPLES_DIR")
-    return p
-
-
-def _write_synthetic_models(models: Path, extra: Path) -> None:
-    parity = _parity_dir()
-    spec = importlib.util.spec_from_file_location("oldphoto_e2e_synth", parity / "synth.py")
-    synth = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(synth)
-    seeds = json.loads((parity / "index.json").read_text())["seeds"]
-    for name, seed in seeds.items():
-        if name in SKIP_MANIFESTS:
-            continue
-        manifest = parity / "manifests" / f"{name}.json"
-        ckpt = json.loads(manifest.read_text())["checkpoint"]
-        sd = synth.synth_from_manifest_file(manifest, seed)
-        root = extra if ckpt["path"].startswith("Face_Enhancement/") else models
-        path = root / ckpt["path"]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"model_state": sd} if "model_state" in ckpt["file_format"] else sd, path)
-        del sd
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Client:
-    def __init__(self, url: str, proc: subprocess.Popen, base: Path, log: Path) -> None:
-        self.url, self.proc, self.base, self.log = url, proc, base, log
-
-    def request(self, path: str, data: dict | None = None, timeout: float = 30):
-        body = None if data is None else json.dumps(data).encode()
-        req = urllib.request.Request(self.url + path, data=body,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                return r.status, json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"null")
-
-    def log_tail(self, n: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-n:]
-
-    def run(self, prompt: dict) -> dict:
-        """POST a prompt, wait for it on /history, return its history entry."""
-        status, answer = self.request("/prompt", {"prompt": prompt, "client_id": "oldphoto-e2e"})
-        assert status == 200, f"/prompt refused: {json.dumps(answer, indent=1)[:3000]}"
-        pid = answer["prompt_id"]
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"ComfyUI died:\n{self.log_tail()}"
-            status, hist = self.request(f"/history/{pid}")
-            if status == 200 and pid in hist and hist[pid].get("status", {}).get("completed") \
-                    is not None and (hist[pid]["status"]["completed"]
-                                     or hist[pid]["status"]["status_str"] == "error"):
-                return hist[pid]
-            time.sleep(0.5)
-        raise AssertionError(f"prompt {pid} did not finish in {RUN_TIMEOUT}s:\n{self.log_tail()}")
-
-    def alive(self) -> bool:
-        status, stats = self.request("/system_stats", timeout=10)
-        return status == 200 and "system" in stats
 
 
 @pytest.fixture(scope="module")
 def comfy(tmp_path_factory) -> Client:
-    main = Path(COMFYUI) / "main.py"
-    if not main.is_file():
-        pytest.fail(f"COMFYUI_PATH={COMFYUI} has no main.py")
-    samples = _samples_dir()
-    base = tmp_path_factory.mktemp("comfy_base")
-    for d in ("custom_nodes", "input", "output", "user", "models/oldphoto"):
-        (base / d).mkdir(parents=True, exist_ok=True)
-    (base / "custom_nodes" / "oldphoto").symlink_to(REPO, target_is_directory=True)
-    extra = tmp_path_factory.mktemp("extra_models")
-    _write_synthetic_models(base / "models" / "oldphoto", extra)
-    yaml = base / "extra_model_paths.yaml"
-    yaml.write_text(f"oldphoto_e2e:\n    oldphoto: {extra}\n")
-    photo = Image.open(samples / SAMPLE).convert("RGB")
-    photo.save(base / "input" / "old_photo.png")
-    photo.save(base / "input" / "clean_photo.png")
-    port = _free_port()
-    log = base / "comfyui.log"
-    cmd = [_python(), str(main), "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-           "--base-directory", str(base), "--extra-model-paths-config", str(yaml),
-           "--database-url", "sqlite:///:memory:", "--disable-auto-launch"]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get(
-        "OMP_NUM_THREADS", "2"))
-    env.pop("OLDPHOTO_MODELS", None)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=COMFYUI, stdout=out, stderr=subprocess.STDOUT, env=env)
-    client = Client(f"http://127.0.0.1:{port}", proc, base, log)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"ComfyUI exited with {proc.returncode}:\n{client.log_tail()}")
-            try:
-                if client.alive():
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"ComfyUI did not answer in {START_TIMEOUT}s:\n{client.log_tail()}")
-            time.sleep(1)
+    with start_comfyui(tmp_path_factory) as client:
         yield client
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")
@@ -199,10 +60,6 @@ def object_info(comfy) -> dict:
     status, info = comfy.request("/object_info", timeout=120)
     assert status == 200
     return info
-
-
-def _api(name: str) -> dict:
-    return json.loads((API_DIR / f"{name}.api.json").read_text())
 
 
 def _ours() -> dict:
@@ -272,7 +129,7 @@ def test_ui_workflows_load_in_the_real_frontend(comfy, object_info):
         pytest.skip("no Chromium on PATH (or $CHROMIUM): the UI workflows were not loaded into "
                     "the real frontend")
     files = sorted((REPO / "example_workflows").glob("*.json"))
-    run = subprocess.run([_python(), str(HERE / "frontend_check.py"), chromium, comfy.url,
+    run = subprocess.run([comfyui_python(), str(HERE / "frontend_check.py"), chromium, comfy.url,
                           *map(str, files)], capture_output=True, text=True, timeout=300,
                          check=False)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -288,7 +145,7 @@ def test_ui_workflows_load_in_the_real_frontend(comfy, object_info):
             exported[nid] = {"class_type": node["class_type"],
                              "inputs": {k: v for k, v in node["inputs"].items() if k in declared}}
         twin = {k: {"class_type": v["class_type"], "inputs": v["inputs"]}
-                for k, v in _api(path.stem).items()}
+                for k, v in api(path.stem).items()}
         assert exported == twin, path.name
 
 
@@ -314,7 +171,7 @@ WORKFLOWS = sorted(p.name.removesuffix(".api.json") for p in API_DIR.glob("*.api
 
 @pytest.mark.parametrize("name", WORKFLOWS)
 def test_api_workflow_runs(comfy, name):
-    prompt = _api(name)
+    prompt = api(name)
     if not _has_dlib():
         for node in prompt.values():
             if node["class_type"] == "OldPhotoFaceDetectorLoader":
@@ -351,7 +208,7 @@ def test_api_workflow_runs(comfy, name):
 def _has_dlib() -> bool:
     code = "import importlib.util as u; raise SystemExit(0 if u.find_spec('dlib') and " \
            "u.find_spec('face_recognition_models') else 1)"
-    return subprocess.run([_python(), "-c", code], check=False).returncode == 0
+    return subprocess.run([comfyui_python(), "-c", code], check=False).returncode == 0
 
 
 def test_face_nodes_enhance_a_real_face(comfy):
@@ -391,7 +248,7 @@ def _single_output(prompt: dict) -> dict:
 
 
 def test_broken_prompts_get_clear_errors_and_the_server_stays_up(comfy):
-    good = _single_output(_api("oldphoto_scratch_restoration"))
+    good = _single_output(api("oldphoto_scratch_restoration"))
     map_id = next(k for k, v in good.items() if v["class_type"] == "OldPhotoLatentMap")
     vae_id = next(k for k, v in good.items() if v["class_type"] == "OldPhotoVAELoader")
     load_id = next(k for k, v in good.items() if v["class_type"] == "LoadImage")

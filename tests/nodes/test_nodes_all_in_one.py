@@ -81,3 +81,18 @@ def test_faces_with_dlib(use_models, images):
     out, _, info = NODE.restore(images, "off", False, "dlib", "auto", "oldphoto")
     assert out.shape == images.shape
     assert all(i["faces"] == 0 for i in json.loads(info))  # noise has no faces
+
+
+def test_the_cached_restorer_keeps_no_models_after_a_run(use_models, images):
+    """The Restorer is cached for the server's life; the models of a run must not stay
+    reachable through it (finished, failed or cancelled)."""
+    from oldphoto_pack.nodes import comfy_compat
+    from oldphoto_pack.nodes.all_in_one import _restorers
+
+    NODE.restore(images, "off", False, "off", "auto", "oldphoto")
+    (restorer,) = _restorers.values()
+    assert restorer.store.files == {} and restorer.store._loaded == {}
+    comfy_compat.request_interrupt()
+    with pytest.raises(comfy_compat.Interrupted):
+        NODE.restore(images, "off", False, "off", "auto", "oldphoto")
+    assert restorer.store.files == {} and restorer.store._loaded == {}

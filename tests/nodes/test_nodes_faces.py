@@ -110,4 +110,5 @@ def test_face_chain_under_inference_mode_like_comfyui(photos, fake_detector, use
     assert not any(p.is_inference() for p in model.descriptor.model.parameters())
     assert out.shape == photos[:1].shape
     (again,) = ENHANCE.enhance(faces, model)  # outside inference mode too
-    torch.testing.assert_close(again[0][0].enhanced, enhanced[0][0].enhanced)
+    # the same network call on the same crops (enhance_crops always runs in inference mode)
+    torch.testing.assert_close(again[0][0].enhanced, enhanced[0][0].enhanced, rtol=0, atol=0)

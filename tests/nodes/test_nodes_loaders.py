@@ -117,3 +117,46 @@ def test_face_detector_loader_insightface_needs_its_files(tmp_path, monkeypatch)
     packs = node.INPUT_TYPES()["required"]["insightface_pack"][0]
     assert packs == ["buffalo_l", "antelopev2"]
     assert loaders.insightface_root("buffalo_l") == str(tmp_path)
+
+
+def test_models_of_changed_or_deleted_files_are_forgotten(tmp_path, monkeypatch, tiny_sds):
+    """A server runs for weeks: the weights of a file that was replaced or deleted must not
+    stay in the cache (nothing could ever use them again)."""
+    monkeypatch.setenv("OLDPHOTO_MODELS", str(tmp_path))
+    for name in ("VAE_A_quality.pth", "VAE_B_quality.pth"):
+        torch.save(tiny_sds["vae"], tmp_path / name)
+    torch.save(tiny_sds["mapping_quality"], tmp_path / "mapping_quality.pth")
+    vae, mapping = M["OldPhotoVAELoader"](), M["OldPhotoMappingLoader"]()
+    (a,) = vae.load("VAE_A_quality.pth")
+    vae.load("VAE_B_quality.pth")
+    path_a, path_b = (str(tmp_path / n) for n in ("VAE_A_quality.pth", "VAE_B_quality.pth"))
+    assert {path_a, path_b} <= set(loaders._models)
+    os.remove(path_b)
+    os.utime(path_a, ns=(1, 10**18))
+    mapping.load("mapping_quality.pth")
+    assert path_b not in loaders._models and path_b not in loaders._kinds
+    assert path_a not in loaders._models  # changed: reloaded only when asked for
+    (again,) = vae.load("VAE_A_quality.pth")
+    assert again.descriptor is not a.descriptor
+
+
+def test_face_detector_cache_is_bounded(monkeypatch):
+    """Each threshold makes a detector (an onnxruntime session for insightface): trying
+    thresholds must not grow the server's memory without bound."""
+    made = []
+
+    def fake(backend, **kwargs):
+        made.append(kwargs["threshold"])
+        return FaceDetectorHandle(object(), backend)  # any object stands for a detector
+
+    monkeypatch.setattr(loaders, "make_face_detector", fake)
+    node = M["OldPhotoFaceDetectorLoader"]()
+    for t in (0.3, 0.4, 0.5, 0.6, 0.7):
+        node.load("dlib", "buffalo_l", t)
+    assert len(loaders._detectors) == loaders.MAX_DETECTORS
+    (h1,) = node.load("dlib", "buffalo_l", 0.7)  # the most recent ones are kept
+    assert len(made) == 5
+    node.load("dlib", "buffalo_l", 0.3)  # evicted: made again
+    assert len(made) == 6 and len(loaders._detectors) == loaders.MAX_DETECTORS
+    (h2,) = node.load("dlib", "buffalo_l", 0.7)
+    assert h2.detector is h1.detector and len(made) == 6

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from numeric_bounds import stack_tolerance
 from oldphoto_pack.nodes import comfy_compat
 from oldphoto_pack.nodes.restoration import (
     OldPhotoDetectScratches,
@@ -68,7 +69,11 @@ def test_nodes_match_the_core_stages(images, tiny, handle, mask):
     x, m = images.movedim(-1, 1), mask[:, None]
     lat = encode_old(x, tiny["vae"], mask=m)
     ref = decode_clean(map_latent(lat, tiny["mapping_scratch"], mask=m), tiny["vae"])
-    torch.testing.assert_close(out, ref.movedim(1, -1), rtol=1e-4, atol=1e-4)
+    # per-item node calls vs one batched core call: other kernel shapes, other summation
+    # orders through the float32 chain (see numeric_bounds.stack_tolerance)
+    chain = torch.nn.ModuleList([tiny[k].model for k in ("vae", "mapping_scratch")])
+    tol = stack_tolerance(chain, 1.0, pixels=48 * 40, dtype=torch.float32, amplification=1)
+    torch.testing.assert_close(out, ref.movedim(1, -1), rtol=0, atol=tol)
 
 
 @pytest.mark.parametrize("batch", [1, 3])
