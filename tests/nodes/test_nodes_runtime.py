@@ -145,3 +145,18 @@ def test_steps_within_an_item_shows_the_fraction_and_can_be_cancelled(progress):
     comfy_compat.request_interrupt()
     with pytest.raises(comfy_compat.Interrupted):
         steps.within(1, 10)
+
+
+def test_freed_host_memory_goes_back_after_every_run(monkeypatch) -> None:
+    """A long-running server must not keep a past run's peak as resident memory."""
+    from oldphoto_pack.nodes import runtime
+    trims = []
+    monkeypatch.setattr(runtime, "_malloc_trim", lambda pad: trims.append(pad) or 1)
+    with runtime.models_on_device():
+        pass
+    assert trims == [0]
+    with pytest.raises(RuntimeError), runtime.models_on_device():
+        raise RuntimeError("a failing run releases too")
+    assert trims == [0, 0]
+    monkeypatch.setattr(runtime, "_malloc_trim", None)  # the real lookup works here
+    runtime.release_freed_host_memory()
