@@ -286,14 +286,18 @@ def load_model(path: str | os.PathLike[str], *, expect: str | None = None,
 
 
 def save_safetensors(sd: Mapping[str, torch.Tensor], path: str | os.PathLike[str], *,
-                     arch_id: str, source: str | None = None) -> None:
+                     arch_id: str, source: str | None = None,
+                     metadata: Mapping[str, str] | None = None) -> None:
     """Write a canonical state dict as safetensors, naming the network in the metadata.
 
     ``source`` (e.g. ``"VAE_A_quality/latest_net_G.pth"``) is kept in the metadata because the
     three published VAEs have identical keys: only where a file came from tells their roles.
+    ``metadata``: further string entries (training facts, a role); the network id and format
+    always win over same-named entries.
     """
     from safetensors.torch import save_file
-    meta = {METADATA_ARCH_KEY: arch_id, "format": "pt"}
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    meta.update({METADATA_ARCH_KEY: arch_id, "format": "pt"})
     if source:
         meta["oldphoto.source"] = source
     save_file({k: v.detach().contiguous().cpu() for k, v in sd.items()}, str(path),

@@ -61,8 +61,8 @@ def test_batch_items_do_not_talk_to_each_other(restorer, photo) -> None:
     cross-talk.
     """
     first = photo[:, :3, :64, :80]
-    others = [photo[:, :3, 100:164, 50:130], photo[:, :3, 100:164, 50:130].flip(-1) * 0.5,
-              torch.ones_like(first)]
+    others = [photo[:, :3, 100:164, 50:130].flip(-1) * 0.5,   # float-valued
+              torch.ones_like(first)]                            # 8-bit-valued, flat
     runs = [restorer.restore(torch.cat([first, other]), scratch="on") for other in others]
     for run in runs[1:]:
         assert torch.equal(run.images[0], runs[0].images[0])

@@ -1,0 +1,76 @@
+"""A list of photos drawn in a seeded order, tolerant of files whose pixels fail to decode."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+
+from oldphoto_core.errors import InputError
+
+from ..errors import DataError
+from .files import ImageEntry
+from .images import apply_box, fit_for_crop, load_rgb, random_box
+from .order import epoch_permutation
+
+__all__ = ["PhotoSource", "report_once"]
+
+# Files this process has already reported (a worker reports each bad file once).
+_REPORTED: set[str] = set()
+
+
+def report_once(path: str, why: str) -> None:
+    """Print ``why`` to stderr the first time this process meets ``path``."""
+    if path not in _REPORTED:
+        _REPORTED.add(path)
+        print(f"training: skipped a photo whose pixels cannot be decoded: {why}",
+              file=sys.stderr)
+
+
+class PhotoSource:
+    """Photos of one folder, in the order of :func:`~training.data.order.epoch_permutation`.
+
+    Args:
+        entries: the usable photos (from :func:`~training.data.files.scan_images`).
+        crop: crop side; photos are first brought to at least this size.
+        max_side: downscale limit before cropping (0 = none).
+    """
+
+    def __init__(self, entries: list[ImageEntry], *, crop: int, max_side: int = 0) -> None:
+        if not entries:
+            raise DataError("no photos to draw from")
+        self.entries = list(entries)
+        self.crop_size, self.max_side = crop, max_side
+        self._perm: tuple[tuple[int, int], np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def index(self, k: int, seed: int, skip: int = 0) -> int:
+        """The photo of sample counter ``k`` (``skip``: the one that many places later in the
+        same epoch's order)."""
+        n = len(self.entries)
+        epoch = k // n
+        if self._perm is None or self._perm[0] != (seed, epoch):
+            self._perm = ((seed, epoch), epoch_permutation(n, seed, epoch))
+        return int(self._perm[1][(k + skip) % n])
+
+    def load(self, k: int, seed: int) -> torch.Tensor:
+        """``[3, H, W]`` in [0, 1] of sample ``k``, fitted for cropping.
+
+        A file that fails to decode is reported once and replaced by the next photo of the
+        epoch's order, so a run never stops on it and stays a function of the seed.
+        """
+        for skip in range(len(self.entries)):
+            path = self.entries[self.index(k, seed, skip)].path
+            try:
+                return fit_for_crop(load_rgb(path), self.crop_size, self.max_side)
+            except (InputError, OSError, ValueError) as exc:
+                report_once(path, str(exc))
+        raise DataError("none of the photos could be decoded")
+
+    def crop(self, k: int, seed: int, rng: np.random.Generator) -> torch.Tensor:
+        """A random ``[3, crop, crop]`` crop of sample ``k`` (mirrored with probability 1/2)."""
+        img = self.load(k, seed)
+        return apply_box(img, random_box(img.shape[1], img.shape[2], self.crop_size, rng))
