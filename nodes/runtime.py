@@ -14,6 +14,7 @@ import torch
 
 from oldphoto_core.errors import InputError
 from oldphoto_core.loading import ModelDescriptor
+from oldphoto_core.progress import responsive
 
 from . import comfy_compat as compat
 
@@ -90,7 +91,8 @@ def models_on_device(*models: ModelDescriptor) -> Iterator[torch.device]:
 
     On an accelerator, ComfyUI is first asked to free memory for the weights plus working
     memory. Models go back to the offload device in a ``finally``, so an error or an interrupt
-    never leaves them on the GPU.
+    never leaves them on the GPU. Inside the block, long computations report in small steps
+    (:func:`oldphoto_core.progress.responsive`), so Cancel lands within a second.
     """
     device = compat.get_torch_device()
     offload = compat.offload_device()
@@ -107,7 +109,8 @@ def models_on_device(*models: ModelDescriptor) -> Iterator[torch.device]:
                 with torch.inference_mode(False):  # see loaders.load_path_cached
                     m.to(device)
                 moved.append(m)
-        yield device
+        with responsive():  # a user waits on Cancel: report in small steps
+            yield device
     finally:
         for m in moved:
             with torch.inference_mode(False):

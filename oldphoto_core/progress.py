@@ -14,12 +14,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-__all__ = ["Progress", "reporting", "report"]
+__all__ = ["Progress", "reporting", "report", "responsive", "is_responsive"]
 
 #: ``progress(done, total)``; may raise to abort.
 Progress = Callable[[int, int], None]
 
 _HOOK: ContextVar[Progress | None] = ContextVar("oldphoto_progress", default=None)
+_RESPONSIVE: ContextVar[bool] = ContextVar("oldphoto_responsive", default=False)
 
 
 @contextmanager
@@ -37,3 +38,24 @@ def report(done: int, total: int) -> None:
     hook = _HOOK.get()
     if hook is not None:
         hook(done, total)
+
+
+@contextmanager
+def responsive() -> Iterator[None]:
+    """Within the block, long computations report in small steps, so that a callback that
+    aborts (ComfyUI's Cancel) takes effect within a second.
+
+    Outside it they report in the steps that run fastest: on a 2-core CPU the attention of a
+    496x624 photo takes 2-4 s longer in small steps (each call of the fused kernel re-packs all
+    keys), which a command-line batch has no reason to pay. Results are the same either way.
+    """
+    token = _RESPONSIVE.set(True)
+    try:
+        yield
+    finally:
+        _RESPONSIVE.reset(token)
+
+
+def is_responsive() -> bool:
+    """Whether the caller asked for small steps (:func:`responsive`)."""
+    return _RESPONSIVE.get()

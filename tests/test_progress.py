@@ -41,3 +41,31 @@ def test_a_raising_callback_aborts_the_attention() -> None:
     x = torch.randn(1, 4, 30)
     with reporting(stop_after_first), pytest.raises(Stop):
         partial_attention(x, x, x, torch.ones(1, 30), chunk_elements=30 * 5)
+
+
+@pytest.mark.parametrize("path", ["fused", "chunked"])
+def test_responsive_mode_reports_in_small_steps_with_the_same_result(path, monkeypatch) -> None:
+    """ComfyUI asks for small steps (Cancel within a second); the CLI keeps large calls."""
+    from oldphoto_core.progress import is_responsive, responsive
+    if path == "chunked":
+        monkeypatch.setattr(partial_nonlocal, "_fused_kernel", lambda queries: None)
+    keys = 400
+    monkeypatch.setattr(partial_nonlocal, "CPU_CALL_LOGITS", 128 * keys)  # 128 queries a call
+    g = torch.Generator().manual_seed(1)
+    theta, phi, v = torch.randn(3, 1, 8, keys, generator=g)
+    weight = (torch.rand(1, keys, generator=g) > 0.2).float()
+    runs = {}
+    for mode in ("plain", "responsive"):
+        seen = []
+        ctx = responsive() if mode == "responsive" else reporting(None)
+        with ctx, reporting(lambda done, total, seen=seen: seen.append(done)):
+            assert is_responsive() == (mode == "responsive")
+            runs[mode] = (partial_attention(theta, phi, v, weight), len(seen) - 1)
+    assert runs["plain"][1] == 1 and runs["responsive"][1] == 4  # 400 queries: 1 vs 4 calls
+    assert not is_responsive()
+    if path == "fused":  # whole 64-row blocks per call: each query is computed the same way
+        torch.testing.assert_close(runs["responsive"][0], runs["plain"][0], rtol=0, atol=0)
+    else:  # matrix products of other heights may round differently: the attention's bound
+        from numeric_bounds import attention_bound, check_within
+        check_within(runs["responsive"][0], runs["plain"][0],
+                     2 * attention_bound(theta, phi, v, weight), "chunked, small steps")

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..progress import report
+from ..progress import is_responsive, report
 from .blocks import ResnetBlock, Runner, run_stack
 from .conv import Conv2d
 
@@ -75,17 +75,20 @@ _EXP_FLOOR = -87.0
 #: Most queries per call of the fused kernel.
 FUSED_QUERY_ROWS = 4096
 
-#: Logits (queries x keys) per call on CPU. The progress hook runs between calls and is where
-#: Cancel lands, so a call must stay short whatever the key count: 2**23 logits at 512 channels
-#: are about 17 GFLOP, 0.2 s on 2 cores (a fixed 4096 rows took 1-4 s against 16384 keys). The
-#: size depends on the shapes only, never on timing, so results are the same on every run.
+#: Logits (queries x keys) per call on CPU when the caller asked for responsive progress
+#: (:func:`oldphoto_core.progress.responsive`, the ComfyUI nodes). The progress hook runs
+#: between calls and is where Cancel lands: 2**23 logits at 512 channels are about 17 GFLOP,
+#: 0.2 s on 2 cores, where 4096 rows against 16384 keys took 1-4 s. The size depends on the
+#: shapes only, never on timing.
 CPU_CALL_LOGITS = 1 << 23
 
 
 def _cpu_rows(n_queries: int, n_keys: int) -> int:
-    """Queries per fused call: :data:`CPU_CALL_LOGITS` worth, in whole blocks of 64 queries
-    (the kernel's row blocks, so a row's result does not depend on the call it is in), at most
-    :data:`FUSED_QUERY_ROWS`."""
+    """Queries per fused call: :data:`FUSED_QUERY_ROWS`, or :data:`CPU_CALL_LOGITS` worth when
+    responsive, in whole blocks of 64 queries (the kernel's row blocks: a row's result does not
+    depend on the call it is in, checked bit-identical from 64 to 4096 rows)."""
+    if not is_responsive():
+        return max(1, min(n_queries, FUSED_QUERY_ROWS))
     rows = max(64, CPU_CALL_LOGITS // max(n_keys, 1) // 64 * 64)
     return max(1, min(n_queries, FUSED_QUERY_ROWS, rows))
 
@@ -228,8 +231,8 @@ def partial_attention(theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor,
         if fused:
             step = _cpu_rows(n, keys.shape[0])
         else:
-            budget = min(chunk_elements, CPU_CALL_LOGITS) if theta.device.type == "cpu" \
-                else chunk_elements
+            budget = min(chunk_elements, CPU_CALL_LOGITS) \
+                if theta.device.type == "cpu" and is_responsive() else chunk_elements
             step = _chunk_rows(n, keys.shape[0] + damaged.shape[0], budget)
             # one logit buffer for all chunks: a fresh 10^8-byte allocation per chunk would be
             # paid again in page faults (about 40 ms each on CPU)
