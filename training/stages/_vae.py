@@ -48,18 +48,10 @@ class VAEStage(Stage):
         cfg = self.cfg
         mu, recon = self.generator(x)
         terms = {"kl": kl_loss(mu), "l1": l1_loss(recon, x)}
-        terms["g_gan"], terms["g_fm"] = self.critic.generator_terms(recon, x)
-        total = (cfg.kl_weight * terms["kl"] + cfg.l1_weight * terms["l1"] + terms["g_gan"]
-                 + cfg.fm_weight * terms["g_fm"])
-        if self.perceptual is not None:
-            terms["g_vgg"] = self.perceptual(recon, x)
-            total = total + cfg.vgg_weight * terms["g_vgg"]
+        total, gan = self.image_gan_terms(
+            recon, x, base=cfg.kl_weight * terms["kl"] + cfg.l1_weight * terms["l1"])
+        terms.update(gan)
         return total, terms, mu, recon
-
-    def _generator_update(self, total: torch.Tensor) -> None:
-        self.opt_g.zero_grad(set_to_none=True)
-        total.backward()
-        self.opt_g.step()
 
     def _reconstruct_columns(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Input | reconstruction (from the latent mean, no noise) | target (= input)."""

@@ -27,6 +27,7 @@ from ..data import PhotoSource, SampleSet, scan_images
 from ..distributed import Context
 from ..errors import TrainingError
 from ..export import Export
+from ..gan import Critic
 from ..records import RunLog
 from ..vgg import PerceptualLoss, load_vgg19
 
@@ -37,6 +38,10 @@ class Stage(ABC):
     """Base class of the five stages (see the module docstring for the contract)."""
 
     name: ClassVar[str]
+    #: the image critic and the optional VGG term of the stages that use
+    #: :meth:`image_gan_terms` (set by those stages)
+    critic: Critic
+    perceptual: PerceptualLoss | None
 
     def __init__(self, cfg: TrainConfig, ctx: Context, log: RunLog) -> None:
         self.cfg, self.ctx, self.log = cfg, ctx, log
@@ -74,6 +79,38 @@ class Stage(ABC):
             raise TrainingError(f"--init: {exc}\n(the file's widths must match --width "
                                 f"{self.cfg.width})") from exc
         self.log(f"starting from {self.cfg.init} ({desc.arch.title})")
+
+    def image_gan_terms(self, out: torch.Tensor, target: torch.Tensor,
+                        cond: torch.Tensor | None = None,
+                        base: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The generator's image-space adversarial terms, shared by the VAE, mapping and face
+        stages: LSGAN + ``fm_weight`` x feature matching against ``self.critic``, + ``vgg_weight``
+        x the VGG term when ``self.perceptual`` is on.
+
+        Args:
+            out, target: ``[B, 3, H, W]`` in [-1, 1]; cond: the critic's condition, if any.
+            base: the stage's own loss so far, which the terms are added to.
+
+        Returns:
+            ``(total, {"g_gan", "g_fm"[, "g_vgg"]})``.
+        """
+        cfg = self.cfg
+        terms: dict[str, torch.Tensor] = {}
+        terms["g_gan"], terms["g_fm"] = self.critic.generator_terms(out, target, cond=cond)
+        total = terms["g_gan"] if base is None else base + terms["g_gan"]
+        total = total + cfg.fm_weight * terms["g_fm"]
+        if self.perceptual is not None:
+            terms["g_vgg"] = self.perceptual(out, target)
+            total = total + cfg.vgg_weight * terms["g_vgg"]
+        return total, terms
+
+    @staticmethod
+    def optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        """One gradient step of ``optimizer`` on ``loss``."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
 
     def train_mode(self, on: bool = True) -> None:
         """Put every trained network in train (or eval) mode."""

@@ -61,9 +61,7 @@ class DetectorStage(Stage):
         image, mask = batch["image"], batch["mask"]
         logits = self.model(image)
         terms = detector_loss(logits, mask, gamma=cfg.focal_gamma, beta=cfg.focal_weight)
-        self.opt.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        self.opt.step()
+        self.optimise(self.opt, terms["total"])
         out = {k: v.detach() for k, v in terms.items()}
         with torch.no_grad():
             out["f1"] = torch.tensor(mask_f1(torch.sigmoid(logits), mask))

@@ -82,18 +82,10 @@ class FaceStage(Stage):
         return PhotoSource(entries, crop=cfg.crop)
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
-        cfg = self.cfg
         x, y = batch["degraded"], batch["clean"]
         out = self.model(x)
-        terms: dict[str, torch.Tensor] = {}
-        terms["g_gan"], terms["g_fm"] = self.critic.generator_terms(out, y, cond=x)
-        total = terms["g_gan"] + cfg.fm_weight * terms["g_fm"]
-        if self.perceptual is not None:
-            terms["g_vgg"] = self.perceptual(out, y)
-            total = total + cfg.vgg_weight * terms["g_vgg"]
-        self.opt.zero_grad(set_to_none=True)
-        total.backward()
-        self.opt.step()
+        total, terms = self.image_gan_terms(out, y, cond=x)
+        self.optimise(self.opt, total)
         terms["d_real"], terms["d_fake"] = self.critic.step(y, out, cond=x)
         terms["g_total"] = total
         return {k: v.detach() for k, v in terms.items()}

@@ -100,15 +100,10 @@ class MappingStage(Stage):
         z = self.mapper(z_x, mask)
         out = self.vae_clean.decode(z)
         terms = {"latent_l1": l1_loss(z, z_y)}
-        terms["g_gan"], terms["g_fm"] = self.critic.generator_terms(out, y, cond=x)
-        total = cfg.latent_weight * terms["latent_l1"] + terms["g_gan"] \
-            + cfg.fm_weight * terms["g_fm"]
-        if self.perceptual is not None:
-            terms["g_vgg"] = self.perceptual(out, y)
-            total = total + cfg.vgg_weight * terms["g_vgg"]
-        self.opt.zero_grad(set_to_none=True)
-        total.backward()
-        self.opt.step()
+        total, gan = self.image_gan_terms(out, y, cond=x,
+                                          base=cfg.latent_weight * terms["latent_l1"])
+        terms.update(gan)
+        self.optimise(self.opt, total)
         terms["d_real"], terms["d_fake"] = self.critic.step(y, out, cond=x)
         terms["g_total"] = total
         return {k: v.detach() for k, v in terms.items()}

@@ -27,7 +27,7 @@ class VaeCleanStage(VAEStage):
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         x = batch["clean"]
         total, terms, _, recon = self._reconstruction(x)
-        self._generator_update(total)
+        self.optimise(self.opt_g, total)
         terms["d_real"], terms["d_fake"] = self.critic.step(x, recon)
         terms["g_total"] = total
         return {k: v.detach() for k, v in terms.items()}

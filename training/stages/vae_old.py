@@ -55,7 +55,7 @@ class VaeOldStage(VAEStage):
         if self.latent_critic is not None:
             terms["g_latent_gan"], _ = self.latent_critic.generator_terms(mu[n:], None)
             total = total + self.cfg.latent_gan_weight * terms["g_latent_gan"]
-        self._generator_update(total)
+        self.optimise(self.opt_g, total)
         terms["d_real"], terms["d_fake"] = self.critic.step(x, recon)
         if self.latent_critic is not None:
             terms["latent_d_synthetic"], terms["latent_d_real_old"] = self.latent_critic.step(
