@@ -26,11 +26,8 @@ _RESPONSIVE: ContextVar[bool] = ContextVar("oldphoto_responsive", default=False)
 @contextmanager
 def reporting(progress: Progress | None) -> Iterator[None]:
     """Within the block, long computations call ``progress(done, total)`` as they advance."""
-    token = _HOOK.set(progress)
-    try:
+    with _setting(_HOOK, progress):
         yield
-    finally:
-        _HOOK.reset(token)
 
 
 def report(done: int, total: int) -> None:
@@ -49,13 +46,20 @@ def responsive() -> Iterator[None]:
     496x624 photo takes 2-4 s longer in small steps (each call of the fused kernel re-packs all
     keys), which a command-line batch has no reason to pay. Results are the same either way.
     """
-    token = _RESPONSIVE.set(True)
-    try:
+    with _setting(_RESPONSIVE, True):
         yield
-    finally:
-        _RESPONSIVE.reset(token)
 
 
 def is_responsive() -> bool:
     """Whether the caller asked for small steps (:func:`responsive`)."""
     return _RESPONSIVE.get()
+
+
+@contextmanager
+def _setting(var: ContextVar, value: object) -> Iterator[None]:
+    """``var`` holds ``value`` within the block, its previous value after."""
+    token = var.set(value)
+    try:
+        yield
+    finally:
+        var.reset(token)
