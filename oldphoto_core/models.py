@@ -11,6 +11,7 @@ metadata that ``oldphoto convert`` writes.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,8 @@ from .loading import ModelDescriptor, load_model, peek_state_dict
 from .registry import detect_architecture
 
 __all__ = ["Role", "ROLES", "ModelStore", "MissingModelsError", "default_models_dir",
-           "required_roles", "scan_models_dir"]
+           "required_roles", "scan_models_dir", "BUNDLED_LABEL", "bundled_dir", "bundled_files",
+           "candidate_dirs", "resolve_models"]
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
 
@@ -85,6 +87,78 @@ def required_roles(mode: str, *, faces: bool = False, face_size: int = 256) -> l
 def default_models_dir() -> Path:
     """``$OLDPHOTO_MODELS`` if set, else ``./models``."""
     return Path(os.environ.get("OLDPHOTO_MODELS", "models"))
+
+
+#: How the bundled set is named in log lines and loader lists.
+BUNDLED_LABEL = "oldphoto default (bundled)"
+BUNDLED_MANIFEST = "manifest.json"
+
+
+def bundled_dir() -> Path:
+    """The folder of the default model set shipped inside this package (package data)."""
+    return Path(__file__).resolve().parent / "weights" / "default"
+
+
+def bundled_files() -> dict[str, Path]:
+    """``role -> file`` of the bundled default set, from its ``manifest.json``; empty when
+    this installation ships none (e.g. a source tree before the set was trained).
+
+    The roles are explicit in the manifest, not scanned: the set's one clean-photo VAE serves
+    both ``vae_b_quality`` and ``vae_b_scratch``, which no file name could say.
+    """
+    manifest = bundled_dir() / BUNDLED_MANIFEST
+    if not manifest.is_file():
+        return {}
+    roles = json.loads(manifest.read_text())["roles"]
+    return {role: bundled_dir() / name for role, name in roles.items() if role in ROLES}
+
+
+def candidate_dirs(extra: tuple[tuple[str, str | os.PathLike[str]], ...] = ()
+                   ) -> list[tuple[str, Path]]:
+    """Where published (or user-trained) checkpoints are looked for, in order, as
+    ``(how it was named, folder)``: ``$OLDPHOTO_MODELS`` when set, ``./models``, then
+    ``extra`` (a host's folders, e.g. ComfyUI's ``models/oldphoto``)."""
+    dirs: list[tuple[str, Path]] = []
+    if os.environ.get("OLDPHOTO_MODELS"):
+        dirs.append(("$OLDPHOTO_MODELS", Path(os.environ["OLDPHOTO_MODELS"])))
+    dirs.append(("./models", Path("models")))
+    dirs += [(name, Path(p)) for name, p in extra]
+    return dirs
+
+
+def resolve_models(explicit: str | os.PathLike[str] | None = None, *,
+                   device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                   extra: tuple[tuple[str, str | os.PathLike[str]], ...] = ()) -> ModelStore:
+    """The model set to use, as a store whose :attr:`ModelStore.label` says which it is.
+
+    * ``explicit`` (``--models DIR``): that folder and nothing else; missing files stay an
+      error listing them (a user who names a folder means it).
+    * else the first of :func:`candidate_dirs` holding at least one recognised checkpoint:
+      the published weights (or the user's own) win whenever they are there;
+    * else the bundled default set, when this installation ships one;
+    * else the first candidate folder (empty), so that :meth:`ModelStore.require` lists the
+      files to fetch and where they go.
+
+    A set is never mixed with another: the VAEs and mappings of two sets speak different
+    latent languages.
+    """
+    if explicit is not None:
+        return ModelStore(explicit, device=device, dtype=dtype)
+    first: ModelStore | None = None
+    for how, folder in candidate_dirs(extra):
+        store = ModelStore(folder, device=device, dtype=dtype)
+        store.label = f"checkpoints in {folder} ({how})"
+        if store.files:
+            return store
+        first = first or store
+    files = bundled_files()
+    if files:
+        store = ModelStore.from_files(files, device=device, dtype=dtype)
+        store.root, store.label = bundled_dir(), BUNDLED_LABEL
+        return store
+    assert first is not None
+    first.notes.append("this installation ships no bundled default models")
+    return first
 
 
 def _role_from_hint(arch: str, hint: str) -> str | None:
@@ -161,6 +235,8 @@ class ModelStore:
         self.device, self.dtype = torch.device(device), dtype
         self.files, self.notes = scan_models_dir(self.root)
         self._loaded: dict[str, ModelDescriptor] = {}
+        #: which set this is, for log lines ("checkpoints in models", BUNDLED_LABEL ...)
+        self.label = f"checkpoints in {self.root}"
 
     @classmethod
     def from_files(cls, files: dict[str, str | os.PathLike[str]], *,
@@ -180,6 +256,7 @@ class ModelStore:
         store.files = {role: Path(p) for role, p in files.items()}
         store.notes = []
         store._loaded = {}
+        store.label = "chosen files"
         return store
 
     def missing(self, roles: list[str]) -> list[str]:
@@ -190,6 +267,12 @@ class ModelStore:
         missing = self.missing(roles)
         if not missing:
             return
+        if self.label == BUNDLED_LABEL:
+            raise MissingModelsError(
+                f"the {BUNDLED_LABEL} model set has no "
+                f"{', '.join(ROLES[r].title for r in missing)}: it covers the quality and "
+                "scratch restoration only. For --hr and faces, fetch the published weights "
+                "with `oldphoto models download` (or put them in ./models or $OLDPHOTO_MODELS).")
         lines = [f"missing checkpoint files in {self.root.resolve()}:"]
         for r in missing:
             lines.append(f"  - {ROLES[r].title}: put it at "
@@ -197,9 +280,10 @@ class ModelStore:
         lines.append(
             "These are the published checkpoints of microsoft/Bringing-Old-Photos-Back-to-Life "
             "(Global/checkpoints.zip and Face_Enhancement/checkpoints.zip, unzipped under the "
-            "models folder as above). Point --models or OLDPHOTO_MODELS at another folder if "
-            "they live elsewhere; flat files are recognised by content, but VAE files must keep "
-            "VAE_A_quality / VAE_B_quality / VAE_B_scratch in their file or folder name.")
+            "models folder as above; `oldphoto models download` fetches and installs them). "
+            "Point --models or OLDPHOTO_MODELS at another folder if they live elsewhere; flat "
+            "files are recognised by content, but VAE files must keep VAE_A_quality / "
+            "VAE_B_quality / VAE_B_scratch in their file or folder name.")
         lines += [f"  note: {n}" for n in self.notes]
         raise MissingModelsError("\n".join(lines))
 
@@ -207,9 +291,12 @@ class ModelStore:
         """The loaded model of ``role`` (loaded on first use)."""
         if role not in self._loaded:
             self.require([role])
-            desc = load_model(self.files[role], expect=ROLES[role].arch, device=self.device,
-                              dtype=self.dtype)
-            self._loaded[role] = desc
+            # one file may serve several roles (the bundled clean VAE): load it once
+            same = next((d for r, d in self._loaded.items()
+                         if self.files.get(r) == self.files[role]
+                         and d.arch.id == ROLES[role].arch), None)
+            self._loaded[role] = same or load_model(
+                self.files[role], expect=ROLES[role].arch, device=self.device, dtype=self.dtype)
         return self._loaded[role]
 
     def put(self, role: str, model: ModelDescriptor) -> None:

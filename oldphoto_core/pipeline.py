@@ -19,7 +19,7 @@ import torch
 from .checks import check_images
 from .errors import InputError
 from .memory import check_fits
-from .models import ModelStore, required_roles
+from .models import ModelStore, required_roles, resolve_models
 from .numerics import PRECISIONS, use_precision
 from .progress import Progress
 from .resample import pil_resize, round_to_multiple
@@ -69,7 +69,9 @@ class Restorer:
     """Old-photo restoration with models loaded once.
 
     Args:
-        models: a :class:`~oldphoto_core.models.ModelStore` or a models folder.
+        models: a :class:`~oldphoto_core.models.ModelStore`, a models folder (used strictly),
+            or ``None``: the published checkpoints when found, else the bundled default set
+            (:func:`~oldphoto_core.models.resolve_models`; ``self.store.label`` says which).
         device: where the networks run (``"cpu"``, ``"cuda"`` ...).
         scratch_threshold: detector probability threshold (0.4, the reference's).
         auto_min_coverage: in ``scratch="auto"``, the share of scratch pixels from which the
@@ -95,8 +97,8 @@ class Restorer:
                  insightface_root: str | None = None, tile: str = "auto",
                  tile_from_megapixels: float = 2.0, precision: str = "exact",
                  max_megapixels: float | None = None, check_memory: bool = True) -> None:
-        self.store = models if isinstance(models, ModelStore) else ModelStore(models,
-                                                                             device=device)
+        self.store = models if isinstance(models, ModelStore) else resolve_models(
+            models, device=device)
         self.scratch_threshold = scratch_threshold
         self.auto_min_coverage = auto_min_coverage
         self.stretch = stretch

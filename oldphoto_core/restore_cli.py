@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from .errors import OldPhotoError, OutputError
 from .imageio import IMAGE_SUFFIXES, probe_image, read_image, write_image
-from .models import ModelStore, default_models_dir
+from .models import default_models_dir, resolve_models
 from .pipeline import Restorer
 
 __all__ = ["Inputs", "collect_inputs", "output_path", "run_restore", "describe_failure"]
@@ -201,9 +201,10 @@ def run_restore(args: argparse.Namespace) -> int:
         print(f"oldphoto restore: {msg}", file=sys.stderr)
     outdir = Path(args.output)
     _prepare_output(outdir)  # before loading any model: a typo costs nothing
+    store = resolve_models(args.models, device=_device(args.device))
+    print(f"oldphoto: models: {store.label}", file=sys.stderr)
     models_dir = Path(args.models) if args.models else default_models_dir()
     insightface_root = args.insightface_root or str(models_dir / "insightface")
-    store = ModelStore(models_dir, device=_device(args.device))
     restorer = Restorer(store, insightface_root=insightface_root, precision=args.precision,
                         max_megapixels=args.max_megapixels)
     restorer.check_models(args.scratch, args.hr, args.faces != "off",

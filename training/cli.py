@@ -97,6 +97,11 @@ def _add_vgg(p: argparse.ArgumentParser) -> None:
 
 
 def _add_gan(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gan-weight", type=float, default=1.0,
+                   help="weight of the image LSGAN term (default %(default)s); 0 turns the "
+                        "image discriminator off, feature matching with it: a fidelity-only "
+                        "objective that trains several times faster (the bundled models' "
+                        "recipe)")
     p.add_argument("--fm-weight", type=float, default=10.0,
                    help="weight of discriminator feature matching (lambda2, default "
                         "%(default)s)")
@@ -166,8 +171,26 @@ def _stage_flags(stage: str, p: argparse.ArgumentParser) -> None:
         _add_vgg(g)
 
 
+def _add_recipe(sub) -> None:
+    from .recipes import RECIPES
+    p = sub.add_parser(
+        "recipe", help="train a whole model set (all its stages in order), resumably",
+        description="Train every network of a model set in order, on the photos it names. "
+                    "Run the same command again after an interruption: finished steps are "
+                    "skipped and the interrupted one continues from its last saved state. "
+                    "Writes OUT/models/ (the set, its manifest and data card).")
+    p.add_argument("name", choices=sorted(RECIPES), help="the recipe ('default': the models "
+                   "bundled with oldphoto_core)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default; deterministic), cuda or auto")
+    p.add_argument("--workers", type=int, default=1,
+                   help="data loading worker processes (default %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The full parser: one sub-command per stage, each with the common flags."""
+    """The full parser: one sub-command per stage, each with the common flags, and
+    ``recipe``."""
     parser = argparse.ArgumentParser(
         prog="python -m training",
         description="Train the networks of 'Old Photo Restoration via Deep Latent Space "
@@ -180,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
             description=f"{_STAGE_HELP[stage]}. Published width: {PUBLISHED_WIDTH[stage]}.")
         _common(p)
         _stage_flags(stage, p)
+    _add_recipe(sub)
     return parser
 
 
@@ -187,6 +211,8 @@ def parse_config(argv: Sequence[str] | None = None) -> TrainConfig:
     """Parse ``argv`` into a resolved :class:`TrainConfig` (argparse exits on errors)."""
     parser = build_parser()
     ns = parser.parse_args(argv)
+    if ns.stage == "recipe":
+        parser.error("'recipe' is not a stage; run it through main()")
     values = {k: v for k, v in vars(ns).items() if v is not None or k in ("crop", "width")}
     try:
         return TrainConfig(**values).resolved()
@@ -199,10 +225,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m training``; returns the exit status."""
     from .errors import TrainingError
     from .loop import train
-    cfg = parse_config(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        train(cfg)
+        if args[:1] == ["recipe"]:
+            from .recipes import RECIPES, run_recipe
+            ns = build_parser().parse_args(args)
+            models = run_recipe(RECIPES[ns.name], ns.out, device=ns.device, workers=ns.workers)
+            print(f"model set written to {models}")
+        else:
+            train(parse_config(args))
     except TrainingError as exc:
         print(f"training: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("training: interrupted; run the same command with --resume (a recipe: the same "
+              "command) to continue from the last saved state", file=sys.stderr)
+        return 130
     return 0

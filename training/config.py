@@ -69,6 +69,7 @@ class TrainConfig:
     # loss weights (paper defaults)
     kl_weight: float = 1.0
     l1_weight: float = 10.0
+    gan_weight: float = 1.0
     fm_weight: float = 10.0
     vgg_weight: float = 10.0
     latent_weight: float = 60.0
@@ -106,6 +107,8 @@ class TrainConfig:
                 raise ConfigError(f"{flag} must be >= 0 (0 turns it off), got {v}")
         if self.stop_after is not None and self.stop_after < 1:
             raise ConfigError(f"--stop-after must be >= 1, got {self.stop_after}")
+        if self.gan_weight < 0 or self.fm_weight < 0:
+            raise ConfigError("--gan-weight and --fm-weight must be >= 0")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
         if self.seed < 0:

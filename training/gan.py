@@ -57,12 +57,16 @@ class Critic:
         net: a :class:`~training.discriminators.MultiScaleDiscriminator` on the device.
         ctx: the process context (for the DDP wrapper).
         lr: learning rate.
+        active: ``False`` (``--gan-weight 0``) turns the critic off: both roles return zeros
+            without running the discriminator, which then never changes. The network and its
+            optimiser still exist, so resume states keep one layout whatever the weight.
     """
 
-    def __init__(self, net: nn.Module, ctx: Context, lr: float) -> None:
+    def __init__(self, net: nn.Module, ctx: Context, lr: float, *, active: bool = True) -> None:
         self.net = net
         self.ddp = wrap(net, ctx)
         self.optimizer = adam(net.parameters(), lr)
+        self.active = active
 
     @staticmethod
     def _inputs(image: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
@@ -77,6 +81,9 @@ class Critic:
 
         Shape: ``fake``, ``real`` ``[B, C, H, W]`` (``cond`` ``[B, C', H, W]``) -> scalars.
         """
+        if not self.active:
+            zero = fake.new_zeros(())
+            return zero, zero
         n = fake.shape[0]
         parts = [self._inputs(fake, cond)]
         if real is not None:
@@ -98,6 +105,9 @@ class Critic:
         ``real`` and ``fake`` may differ in batch size when there is no condition (the
         latent critic of ``vae_old``); a condition applies to both.
         """
+        if not self.active:
+            zero = real.new_zeros(())
+            return zero, zero
         n = real.shape[0]
         batch = torch.cat([self._inputs(real, cond), self._inputs(fake.detach(), cond)])
         logits, _ = self.ddp(batch)

@@ -13,7 +13,7 @@ from oldphoto_core.arch import OldPhotoVAE
 
 from ..discriminators import MultiScaleDiscriminator, discriminator_width
 from ..distributed import wrap
-from ..gan import Critic, adam
+from ..gan import adam
 from ..losses import kl_loss, l1_loss
 from ..nets import VAETrainer, init_weights
 from ..records import to_unit_rgb
@@ -36,7 +36,7 @@ class VAEStage(Stage):
         self.opt_g = adam(self.vae.parameters(), cfg.lr)
         d = MultiScaleDiscriminator(3, discriminator_width(cfg.width))
         init_weights(d)
-        self.critic = Critic(d.to(self.device), self.ctx, cfg.lr)
+        self.critic = self.critic_for(d.to(self.device))
         self.perceptual = perceptual_or_none(cfg, self.log, self.device)
         self.networks = {"generator": self.vae, "discriminator": d}
         self.optimizers = {"generator": self.opt_g, "discriminator": self.critic.optimizer}

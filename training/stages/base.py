@@ -80,13 +80,19 @@ class Stage(ABC):
                                 f"{self.cfg.width})") from exc
         self.log(f"starting from {self.cfg.init} ({desc.arch.title})")
 
+    def critic_for(self, net: nn.Module) -> Critic:
+        """The image critic around discriminator ``net`` (already on the device); off when
+        ``--gan-weight`` is 0."""
+        return Critic(net, self.ctx, self.cfg.lr, active=self.cfg.gan_weight > 0)
+
     def image_gan_terms(self, out: torch.Tensor, target: torch.Tensor,
                         cond: torch.Tensor | None = None,
                         base: torch.Tensor | None = None
                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The generator's image-space adversarial terms, shared by the VAE, mapping and face
-        stages: LSGAN + ``fm_weight`` x feature matching against ``self.critic``, + ``vgg_weight``
-        x the VGG term when ``self.perceptual`` is on.
+        stages: ``gan_weight`` x LSGAN + ``fm_weight`` x feature matching against
+        ``self.critic`` (both zero when the critic is off), + ``vgg_weight`` x the VGG term
+        when ``self.perceptual`` is on.
 
         Args:
             out, target: ``[B, 3, H, W]`` in [-1, 1]; cond: the critic's condition, if any.
@@ -98,7 +104,8 @@ class Stage(ABC):
         cfg = self.cfg
         terms: dict[str, torch.Tensor] = {}
         terms["g_gan"], terms["g_fm"] = self.critic.generator_terms(out, target, cond=cond)
-        total = terms["g_gan"] if base is None else base + terms["g_gan"]
+        gan = cfg.gan_weight * terms["g_gan"]
+        total = gan if base is None else base + gan
         total = total + cfg.fm_weight * terms["g_fm"]
         if self.perceptual is not None:
             terms["g_vgg"] = self.perceptual(out, target)

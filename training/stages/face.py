@@ -22,7 +22,7 @@ from ..discriminators import MultiScaleDiscriminator, discriminator_width
 from ..distributed import barrier, wrap
 from ..errors import DataError, TrainingError
 from ..export import Export
-from ..gan import Critic, adam
+from ..gan import adam
 from ..nets import init_weights
 from ..records import to_unit_rgb
 from .base import Stage, perceptual_or_none, photo_source
@@ -52,7 +52,7 @@ class FaceStage(Stage):
         self.opt = adam(self.generator.parameters(), cfg.lr)
         d = MultiScaleDiscriminator(6, discriminator_width(cfg.width))
         init_weights(d)
-        self.critic = Critic(d.to(self.device), ctx, cfg.lr)
+        self.critic = self.critic_for(d.to(self.device))
         self.perceptual = perceptual_or_none(cfg, log, self.device)
         self.networks = {"generator": self.generator, "discriminator": d}
         self.optimizers = {"generator": self.opt, "discriminator": self.critic.optimizer}

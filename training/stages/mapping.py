@@ -24,7 +24,7 @@ from ..discriminators import MultiScaleDiscriminator, discriminator_width
 from ..distributed import wrap
 from ..errors import TrainingError
 from ..export import Export
-from ..gan import Critic, adam
+from ..gan import adam
 from ..losses import l1_loss
 from ..nets import MappingTrainer, init_weights
 from ..records import to_unit_rgb
@@ -80,7 +80,7 @@ class MappingStage(Stage):
         d = MultiScaleDiscriminator(6, discriminator_width(cfg.width),
                                     spectral=variant != "quality")
         init_weights(d)
-        self.critic = Critic(d.to(self.device), ctx, cfg.lr)
+        self.critic = self.critic_for(d.to(self.device))
         self.perceptual = perceptual_or_none(cfg, log, self.device)
         self.networks = {"generator": self.net, "discriminator": d}
         self.optimizers = {"generator": self.opt, "discriminator": self.critic.optimizer}
@@ -98,13 +98,17 @@ class MappingStage(Stage):
             z_x = self.vae_old.encode(x)
             z_y = self.vae_clean.encode(y)
         z = self.mapper(z_x, mask)
-        out = self.vae_clean.decode(z)
         terms = {"latent_l1": l1_loss(z, z_y)}
-        total, gan = self.image_gan_terms(out, y, cond=x,
-                                          base=cfg.latent_weight * terms["latent_l1"])
-        terms.update(gan)
+        total = cfg.latent_weight * terms["latent_l1"]
+        if self.critic.active or self.perceptual is not None:
+            # the image-space terms; without them (--gan-weight 0, no VGG) the decoder
+            # would run for nothing
+            out = self.vae_clean.decode(z)
+            total, gan = self.image_gan_terms(out, y, cond=x, base=total)
+            terms.update(gan)
         self.optimise(self.opt, total)
-        terms["d_real"], terms["d_fake"] = self.critic.step(y, out, cond=x)
+        if self.critic.active:
+            terms["d_real"], terms["d_fake"] = self.critic.step(y, out, cond=x)
         terms["g_total"] = total
         return {k: v.detach() for k, v in terms.items()}
 
