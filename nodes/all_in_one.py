@@ -16,7 +16,14 @@ from pathlib import Path
 import torch
 
 from oldphoto_core.errors import InputError
-from oldphoto_core.models import ROLES, ModelStore, required_roles, scan_models_dir
+from oldphoto_core.models import (
+    BUNDLED_LABEL,
+    ROLES,
+    ModelStore,
+    bundled_files,
+    required_roles,
+    scan_models_dir,
+)
 from oldphoto_core.pipeline import Restorer
 
 from . import comfy_compat as compat
@@ -68,13 +75,15 @@ _restorers: dict[str | None, Restorer] = {}
 
 
 def folder_choices() -> list[str]:
-    """``oldphoto`` (every registered oldphoto folder) and ``oldphoto/<sub-folder>``."""
+    """``oldphoto`` (every registered oldphoto folder), ``oldphoto/<sub-folder>``, and the
+    bundled default set when this installation ships one."""
     subs: set[str] = set()
     for root in compat.model_folders():
         if os.path.isdir(root):
             subs.update(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))
                         and not d.startswith("."))
-    return [ALL_FOLDERS] + [f"{ALL_FOLDERS}/{d}" for d in sorted(subs)]
+    bundled = [BUNDLED_LABEL] if bundled_files() else []
+    return [ALL_FOLDERS] + [f"{ALL_FOLDERS}/{d}" for d in sorted(subs)] + bundled
 
 
 def _roots(choice: str) -> list[str]:
@@ -100,6 +109,21 @@ def _signature(roots: list[str]) -> tuple:
                     continue
                 sig.append((p, st.st_mtime_ns, st.st_size))
     return tuple(sorted(sig))
+
+
+def _files(choice: str) -> tuple[dict[str, Path], str]:
+    """``(role -> file, which set)`` for a models folder choice.
+
+    As :func:`oldphoto_core.models.resolve_models`: the folders' checkpoints when they hold any
+    (then strictly: a missing file is an error, never filled in from another set), else the
+    bundled default set; ``oldphoto default (bundled)`` chooses the bundled set outright.
+    """
+    if choice == BUNDLED_LABEL:
+        return bundled_files(), BUNDLED_LABEL
+    found = _scan(choice)
+    if not found and bundled_files():
+        return bundled_files(), BUNDLED_LABEL
+    return found, f"checkpoints in {choice}"
 
 
 def _scan(choice: str) -> dict[str, Path]:
@@ -183,7 +207,10 @@ class OldPhotoRestore:
                     "default": ALL_FOLDERS,
                     "tooltip": "Where to find the checkpoints: every models/oldphoto folder, or "
                                "one sub-folder. Files are recognised by content; the VAEs by "
-                               "their VAE_A_quality / VAE_B_quality / VAE_B_scratch names."}),
+                               "their VAE_A_quality / VAE_B_quality / VAE_B_scratch names. "
+                               "When the folder holds none, the small bundled default models "
+                               "are used ('oldphoto default (bundled)' picks them outright); "
+                               "the info output says which set ran."}),
             },
             "optional": optional,
         }
@@ -236,7 +263,8 @@ class OldPhotoRestore:
                                            faces=faces, face_size=size, progress=steps.within)
                     outs.append(res.images.to(compat.intermediate_device()))
                     masks.append(res.masks.to(compat.intermediate_device()))
-                    info.append({"mode": res.mode, "faces": sum(len(f) for f in res.faces)})
+                    info.append({"mode": res.mode, "faces": sum(len(f) for f in res.faces),
+                                 "models": store.label})
                     steps.advance()
         finally:
             # the cached Restorer outlives the run: it must not keep this run's models alive
@@ -257,13 +285,15 @@ class OldPhotoRestore:
                 store.put(role, handle.descriptor)
                 continue
             if files is None:
-                files = _scan(choice)
+                files, store.label = _files(choice)
+                log.info("oldphoto: %s uses %s", OldPhotoRestore.DISPLAY_NAME, store.label)
             if role in files:
                 store.put(role, load_path_cached(files[role], ROLES[role].arch))
             else:
                 missing.append(role)
         if missing:
-            where = ", ".join(_roots(choice)) or choice
+            where = (BUNDLED_LABEL if store.label == BUNDLED_LABEL
+                     else ", ".join(_roots(choice)) or choice)
             lines = [f"Restore Old Photo: checkpoints missing for scratch={scratch}, hr={hr}, "
                      f"faces={faces} (searched {where}):"]
             lines += [f"  - {ROLES[r].title}: {ROLES[r].published_path} under models/oldphoto, "
@@ -271,6 +301,11 @@ class OldPhotoRestore:
             lines.append("Files are recognised by content under any name, except that VAE "
                          "files must keep VAE_A_quality / VAE_B_quality / VAE_B_scratch in "
                          "their file or folder name.")
+            if store.label == BUNDLED_LABEL:
+                lines.append(f"The {BUNDLED_LABEL} set covers the quality and scratch "
+                             "restoration only; for hr and faces put the published checkpoints "
+                             "in models/oldphoto (`oldphoto models download --to "
+                             "ComfyUI/models/oldphoto`).")
             raise InputError("\n".join(lines))
         return store
 

@@ -2,7 +2,8 @@
 
 Files are listed from ComfyUI's ``models/oldphoto`` (any sub-folder, any name) and recognised by
 their content (keys and shapes, cached by path + mtime), so each loader lists only the files it
-can load. Loaded models are cached by path + mtime + size and kept on the offload device (the
+can load; the bundled default set's files follow, as ``oldphoto default (bundled)/<file>``.
+Loaded models are cached by path + mtime + size and kept on the offload device (the
 entries of files that changed or disappeared are dropped at the next load); the runner nodes move
 them to the device only while they run.
 """
@@ -19,6 +20,7 @@ import torch
 from oldphoto_core.errors import CheckpointError, InputError, OldPhotoError
 from oldphoto_core.faces import find_insightface_model, make_face_detector
 from oldphoto_core.loading import ModelDescriptor, load_model, peek_state_dict
+from oldphoto_core.models import BUNDLED_LABEL, bundled_files
 from oldphoto_core.registry import ArchSpec, detect_architecture
 
 from . import comfy_compat as compat
@@ -29,8 +31,8 @@ log = logging.getLogger("oldphoto")
 
 __all__ = ["LOADER_NODES", "OldPhotoFaceDetectorLoader", "OldPhotoFaceModelLoader",
            "OldPhotoMappingLoader", "OldPhotoScratchModelLoader", "OldPhotoVAELoader",
-           "check_model_file", "clear_caches", "files_of_kind", "forget_stale", "load_cached",
-           "load_path_cached"]
+           "BUNDLED_PREFIX", "check_model_file", "clear_caches", "files_of_kind", "forget_stale",
+           "load_cached", "load_path_cached", "model_path"]
 
 _lock = threading.RLock()
 _kinds: dict[str, tuple[tuple[int, int], ArchSpec | None]] = {}
@@ -98,11 +100,29 @@ def classify(path: str) -> ArchSpec | None:
     return spec
 
 
+#: Listed names of the bundled default set's files start with this (e.g.
+#: ``oldphoto default (bundled)/VAE_A.safetensors``): visibly not a file of models/oldphoto.
+BUNDLED_PREFIX = BUNDLED_LABEL + "/"
+
+
+def _bundled_paths() -> dict[str, str]:
+    """Listed name -> file of the bundled set (each file once, whatever roles it serves)."""
+    return {BUNDLED_PREFIX + p.name: os.fspath(p) for p in sorted(set(bundled_files().values()))}
+
+
+def model_path(name: str) -> str | None:
+    """The file behind a listed name: a bundled entry or a file of the model folders."""
+    if name.startswith(BUNDLED_PREFIX):
+        return _bundled_paths().get(name)
+    return compat.full_model_path(name)
+
+
 def files_of_kind(kind: str) -> list[str]:
-    """Listed names of the files in ``models/oldphoto`` that hold a network of ``kind``."""
+    """Listed names of the files that hold a network of ``kind``: those in
+    ``models/oldphoto`` first, then the bundled default set's."""
     out = []
-    for name in compat.list_models():
-        path = compat.full_model_path(name)
+    for name in [*compat.list_models(), *_bundled_paths()]:
+        path = model_path(name)
         if path is not None:
             spec = classify(path)
             if spec is not None and spec.kind == kind:
@@ -118,7 +138,7 @@ def check_model_file(name: str, kind: str) -> bool | str:
     """``True`` when ``name`` is a file of ``kind`` in the model folders, else the reason."""
     if not isinstance(name, str) or not name:
         return f"no {kind} file chosen; put one in {FOLDER_HINT}"
-    path = compat.full_model_path(name)
+    path = model_path(name)
     if path is None:
         known = files_of_kind(kind)
         listed = ", ".join(known[:8]) + (" ..." if len(known) > 8 else "") if known else "none"
@@ -148,7 +168,8 @@ def load_cached(name: str, kind: str) -> tuple[ModelDescriptor, str]:
     ok = check_model_file(name, kind)
     if ok is not True:
         raise InputError(ok)
-    path = compat.full_model_path(name)
+    path = model_path(name)
+    assert path is not None  # checked above
     return load_path_cached(path, kind), path
 
 
@@ -177,7 +198,7 @@ def load_path_cached(path: str | os.PathLike[str], expect: str) -> ModelDescript
 
 
 def _file_state(name: str) -> str:
-    path = compat.full_model_path(name) if isinstance(name, str) else None
+    path = model_path(name) if isinstance(name, str) else None
     if path is None:
         return ""
     mtime, size = _signature(path)

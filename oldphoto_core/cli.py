@@ -92,14 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="repair scratches: detect and decide (auto), always (on), never (off)")
     p.add_argument("--hr", action="store_true",
                    help="high-resolution mode: patch-attention mapping, 512 px faces")
-    p.add_argument("--faces", choices=("auto", "insightface", "dlib", "off"), default="auto",
+    p.add_argument("--faces", choices=("auto", "insightface", "dlib", "off"), default=None,
                    help="face enhancement backend (auto: insightface if its files exist, "
-                        "else dlib)")
+                        "else dlib). Default: auto when the model set has a face model, off "
+                        "when it has none (the bundled default set)")
     p.add_argument("--face-size", type=int, choices=(256, 512), default=None,
                    help="face model size (default 256, or 512 with --hr)")
     p.add_argument("--models", default=None, metavar="DIR",
-                   help="checkpoint folder (published layout or flat files; default "
-                        "$OLDPHOTO_MODELS or ./models)")
+                   help="checkpoint folder (published layout, flat files, or a model set "
+                        "with a manifest.json), used strictly; default: $OLDPHOTO_MODELS or "
+                        "./models when they hold checkpoints, else the bundled default set")
     p.add_argument("--insightface-root", default=None, metavar="DIR",
                    help="folder with insightface model packs (default MODELS/insightface)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto")

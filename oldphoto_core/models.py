@@ -24,7 +24,7 @@ from .registry import detect_architecture
 
 __all__ = ["Role", "ROLES", "ModelStore", "MissingModelsError", "default_models_dir",
            "required_roles", "scan_models_dir", "BUNDLED_LABEL", "bundled_dir", "bundled_files",
-           "candidate_dirs", "resolve_models"]
+           "manifest_files", "candidate_dirs", "resolve_models"]
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
 
@@ -99,18 +99,34 @@ def bundled_dir() -> Path:
     return Path(__file__).resolve().parent / "weights" / "default"
 
 
-def bundled_files() -> dict[str, Path]:
-    """``role -> file`` of the bundled default set, from its ``manifest.json``; empty when
-    this installation ships none (e.g. a source tree before the set was trained).
+def manifest_files(folder: Path) -> dict[str, Path] | None:
+    """``role -> file`` from ``folder/manifest.json`` (a model set written by
+    ``python -m training recipe``), or ``None`` when the folder has no manifest.
 
-    The roles are explicit in the manifest, not scanned: the set's one clean-photo VAE serves
+    The roles are explicit in a manifest, not recognised: a set's one clean-photo VAE serves
     both ``vae_b_quality`` and ``vae_b_scratch``, which no file name could say.
+
+    Raises:
+        CheckpointError: an unreadable manifest, or one naming unknown roles.
     """
-    manifest = bundled_dir() / BUNDLED_MANIFEST
+    manifest = folder / BUNDLED_MANIFEST
     if not manifest.is_file():
-        return {}
-    roles = json.loads(manifest.read_text())["roles"]
-    return {role: bundled_dir() / name for role, name in roles.items() if role in ROLES}
+        return None
+    try:
+        roles = json.loads(manifest.read_text())["roles"]
+        files = {str(role): folder / str(name) for role, name in roles.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{manifest}: not a model-set manifest ({exc})") from exc
+    unknown = sorted(set(files) - set(ROLES))
+    if unknown:
+        raise CheckpointError(f"{manifest}: unknown roles {unknown}; known: {sorted(ROLES)}")
+    return files
+
+
+def bundled_files() -> dict[str, Path]:
+    """``role -> file`` of the bundled default set; empty when this installation ships none
+    (e.g. a source tree before the set was trained)."""
+    return manifest_files(bundled_dir()) or {}
 
 
 def candidate_dirs(extra: tuple[tuple[str, str | os.PathLike[str]], ...] = ()
@@ -151,10 +167,9 @@ def resolve_models(explicit: str | os.PathLike[str] | None = None, *,
         if store.files:
             return store
         first = first or store
-    files = bundled_files()
-    if files:
-        store = ModelStore.from_files(files, device=device, dtype=dtype)
-        store.root, store.label = bundled_dir(), BUNDLED_LABEL
+    if bundled_files():
+        store = ModelStore(bundled_dir(), device=device, dtype=dtype)
+        store.label = BUNDLED_LABEL
         return store
     assert first is not None
     first.notes.append("this installation ships no bundled default models")
@@ -225,7 +240,8 @@ class ModelStore:
     """Loads each checkpoint once, on first use, and keeps it.
 
     Args:
-        root: the models folder (published layout or flat files).
+        root: the models folder (published layout or flat files, recognised by content), or
+            a model set with a ``manifest.json`` (a recipe's output), read from the manifest.
         device, dtype: where models live while in use.
     """
 
@@ -233,7 +249,9 @@ class ModelStore:
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
         self.root = Path(root) if root is not None else default_models_dir()
         self.device, self.dtype = torch.device(device), dtype
-        self.files, self.notes = scan_models_dir(self.root)
+        listed = manifest_files(self.root) if self.root.is_dir() else None
+        self.files, self.notes = ((listed, []) if listed is not None
+                                  else scan_models_dir(self.root))
         self._loaded: dict[str, ModelDescriptor] = {}
         #: which set this is, for log lines ("checkpoints in models", BUNDLED_LABEL ...)
         self.label = f"checkpoints in {self.root}"

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from .errors import OldPhotoError, OutputError
 from .imageio import IMAGE_SUFFIXES, probe_image, read_image, write_image
-from .models import default_models_dir, resolve_models
+from .models import ROLES, default_models_dir, resolve_models
 from .pipeline import Restorer
 
 __all__ = ["Inputs", "collect_inputs", "output_path", "run_restore", "describe_failure"]
@@ -203,6 +203,14 @@ def run_restore(args: argparse.Namespace) -> int:
     _prepare_output(outdir)  # before loading any model: a typo costs nothing
     store = resolve_models(args.models, device=_device(args.device))
     print(f"oldphoto: models: {store.label}", file=sys.stderr)
+    if args.faces is None:
+        face_role = "face_512" if (args.face_size or (512 if args.hr else 256)) == 512 \
+            else "face_256"
+        args.faces = "auto" if face_role in store else "off"
+        if args.faces == "off":
+            print(f"oldphoto: faces: off ({store.label} has no {ROLES[face_role].title}; "
+                  "`oldphoto models download` fetches the published face models)",
+                  file=sys.stderr)
     models_dir = Path(args.models) if args.models else default_models_dir()
     insightface_root = args.insightface_root or str(models_dir / "insightface")
     restorer = Restorer(store, insightface_root=insightface_root, precision=args.precision,

@@ -109,3 +109,38 @@ def pytest_sessionfinish(session, exitstatus):
     # A run that collected nothing must not look green.
     if exitstatus == 0 and session.testscollected == 0:
         session.exitstatus = 5
+
+
+def _model_sets():
+    if "model_sets" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "model_sets", Path(__file__).with_name("model_sets.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["model_sets"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["model_sets"]
+
+
+@pytest.fixture
+def tiny_bundled_set(_no_bundled_set, tmp_path_factory, monkeypatch) -> dict[str, Path]:
+    """A tiny model set installed as *the bundled default set* for this test (the package's
+    ``bundled_dir`` points at it); returns ``role -> file``. Also runs the test from an empty
+    working folder with ``$OLDPHOTO_MODELS`` unset, so no real checkpoints are found."""
+    import oldphoto_core.models as models
+    folder = tmp_path_factory.mktemp("bundled")
+    files = _model_sets().write_tiny_set(folder)
+    monkeypatch.setattr(models, "bundled_dir", lambda: folder)
+    monkeypatch.delenv("OLDPHOTO_MODELS", raising=False)
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+    return files
+
+
+@pytest.fixture(autouse=True)
+def _no_bundled_set(monkeypatch, tmp_path_factory):
+    """Tests see no bundled default set unless they install one (``tiny_bundled_set``): what
+    a test expects of "no checkpoints found" must not depend on whether this checkout ships
+    trained weights. The real set is tested through its own path."""
+    import oldphoto_core.models as models
+    empty = tmp_path_factory.getbasetemp() / "no_bundled_set"
+    empty.mkdir(exist_ok=True)
+    monkeypatch.setattr(models, "bundled_dir", lambda: empty)
