@@ -231,7 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .recipes import RECIPES, run_recipe
             ns = build_parser().parse_args(args)
             models = run_recipe(RECIPES[ns.name], ns.out, device=ns.device, workers=ns.workers)
-            print(f"model set written to {models}")
+            if models is not None:
+                print(f"model set written to {models}")
         else:
             train(parse_config(args))
     except TrainingError as exc:

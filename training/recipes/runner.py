@@ -161,11 +161,11 @@ def _prepare_data(recipe: Recipe, out: Path, record: dict[str, Any],
 
 
 def run_recipe(recipe: Recipe, out: Path, *, device: str = "cpu", workers: int = 1,
-               log: Callable[[str], None] = print) -> Path:
+               log: Callable[[str], None] = print) -> Path | None:
     """Train every step of ``recipe`` under ``out`` (resuming), then assemble ``out/models``.
 
     Returns:
-        the model set folder.
+        the model set folder, or ``None`` when a step stopped early (its ``stop_after``).
     Raises:
         TrainingError: a missing photo package, a step that fails, changed photos.
     """
@@ -189,6 +189,11 @@ def run_recipe(recipe: Recipe, out: Path, *, device: str = "cpu", workers: int =
             f"-> {cfg.steps} steps")
         t0 = time.perf_counter()
         train(dataclasses.replace(cfg, resume="auto") if done else cfg)
+        reached = _saved_step(cfg.out)
+        if reached < cfg.steps:  # a stop_after in the step's options: later steps must wait
+            log(f"[{step.name}] stopped at step {reached} of {cfg.steps}; run the same "
+                "command again to continue")
+            return None
         log(f"[{step.name}] finished in {time.perf_counter() - t0:.0f} s")
     return assemble(recipe, out, record)
 
