@@ -1,0 +1,104 @@
+"""Smoke test of ``benchmarks/quality.py`` on a 96x96 crop of a held-out photo, tiny model set.
+
+The benchmark is a script, not a package module, so it is imported by path. Its numbers mean
+nothing with random weights; what is checked is that they are defined and in range, that the
+detector's mask is reproduced exactly as the restoration thresholds it, and that the damaged
+input's PSNR equals an independent float64 computation within a worst-case rounding bound.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numeric_bounds import gamma, unit_roundoff
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def quality():
+    """``benchmarks/quality.py`` as a module (absolute path: the fixture below changes cwd)."""
+    spec = importlib.util.spec_from_file_location("oldphoto_quality_benchmark",
+                                                  REPO / "benchmarks" / "quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def psnr_bound(damaged: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
+    """PSNR in float64 from the 8-bit images, and the worst-case error of kornia's float32 one.
+
+    Float32 path, per value: ``x/255`` (1 rounding each), ``x - y`` (1), squared (1); then a
+    sum of N terms (``gamma(N - 1)`` of the sum of magnitudes), ``/ N``, ``1 / mse`` (2).
+    The conversions perturb the difference by at most ``gamma(2) (|x| + |y|)`` =: ``e``, so
+    ``|d^2 - d'^2| <= e (2|d| + e)``; the remaining roundings act on the computed squares,
+    bounded by ``gamma(N + 3)`` of their sum. ``10 log10`` turns a relative error ``r`` of the
+    ratio into at most ``10/ln 10 * -ln(1 - r)`` dB, and log10 and the product add
+    ``gamma(2)`` of the result.
+    """
+    x, y = clean.astype(np.float64) / 255, damaged.astype(np.float64) / 255
+    d = x - y
+    n = d.size
+    mse = float(np.mean(d * d))
+    e = gamma(2) * (np.abs(x) + np.abs(y))
+    conv = float(np.sum(e * (2 * np.abs(d) + e))) / n
+    squares = float(np.sum((np.abs(d) + e) ** 2)) / n
+    r = (conv + gamma(n + 3) * squares) / mse
+    psnr = 10 * math.log10(1 / mse)
+    return psnr, 10 / math.log(10) * -math.log1p(-r) + gamma(2) * abs(psnr) + 4 * unit_roundoff()
+
+
+def test_evaluate_pair_tiny(tiny_bundled_set, quality):
+    from oldphoto_core.models import BUNDLED_LABEL, resolve_models
+    from oldphoto_core.pipeline import Restorer
+    from training.recipes.photos import HELD_OUT, load_photo
+
+    store = resolve_models()
+    assert store.label == BUNDLED_LABEL
+    restorer = Restorer(store)
+    photo = load_photo(HELD_OUT[0])
+    assert photo.dtype == np.uint8 and photo.shape[2] == 3
+    crop = np.ascontiguousarray(photo[60:156, 180:276])  # 96x96
+    row = quality.evaluate_pair(crop, 1, restorer, scratch="on")
+    images = row.pop("images")
+
+    assert set(images) == {"clean", "damaged", "restored", "baseline"}
+    for img in images.values():
+        assert img.shape == (96, 96, 3) and img.dtype == np.uint8
+    assert row["mode"] == "scratch"
+    assert row["mask_agrees"] is True
+    assert 0 < row["gt_mask_fraction"] < 1, "seed 1 must damage this crop (AUC is defined)"
+    for name in ("damaged", "restored", "baseline"):
+        assert math.isfinite(row[f"{name}_psnr"]) and row[f"{name}_psnr"] > 0, name
+        assert -1 <= row[f"{name}_ssim"] <= 1, name
+    assert 0 <= row["auc"] <= 1
+    assert math.isnan(row["f1"]) or 0 <= row["f1"] <= 1
+    for key in ("detected_mask_fraction", "used_mask_fraction"):
+        assert 0 <= row[key] <= 1
+    assert row["beats_baseline"] == (row["restored_psnr"] > row["baseline_psnr"])
+
+    expected, tol = psnr_bound(images["damaged"], images["clean"])
+    assert abs(row["damaged_psnr"] - expected) <= tol, (row["damaged_psnr"], expected, tol)
+    assert tol < 0.01  # the bound is tight enough to catch a wrong peak or a wrong mean
+
+
+def test_auc_ranks_matches_sklearn(quality):
+    """The numpy fallback gives scikit-learn's AUC, ties included (the map is upsampled)."""
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    truth = rng.random(2000) < 0.2
+    score = np.round(rng.random(2000) * 0.5 + 0.3 * truth, 1)  # coarse: many ties
+    assert quality.roc_auc_ranks(truth, score) == pytest.approx(
+        sklearn_metrics.roc_auc_score(truth, score), abs=1e-12)
+    assert math.isnan(quality.roc_auc_ranks(np.zeros(5, bool), np.arange(5.0)))
+
+
+def test_fit_max_side_antialiased_downscale_only(quality):
+    img = np.zeros((300, 200, 3), np.uint8)
+    assert quality.fit_max_side(img, 150).shape == (150, 100, 3)
+    assert quality.fit_max_side(img, 512) is img
+    assert quality.fit_max_side(img, 0) is img
