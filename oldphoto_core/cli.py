@@ -1,4 +1,4 @@
-"""Command line: ``oldphoto restore``, ``oldphoto convert``, ``oldphoto info``.
+"""Command line: ``oldphoto restore``, ``oldphoto convert``, ``oldphoto info``, ``oldphoto models``.
 
 Errors the user can fix (missing or wrong files) are printed as one clear message and a non-zero
 exit code, never as a traceback; so is anything unforeseen, with ``--debug`` to see where it
@@ -24,6 +24,7 @@ from .loading import (
     read_state_dict,
     save_safetensors,
 )
+from .models_cli import add_models_parser
 from .numerics import PRECISIONS
 
 __all__ = ["main", "build_parser"]
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="recognise checkpoint files and print what they hold")
     p.add_argument("files", nargs="+")
     p.set_defaults(func=_cmd_info)
+    add_models_parser(sub, debug)
     return parser
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = ["OldPhotoError", "CheckpointError", "UnsupportedModelError", "InputError",
-           "OutputError", "InsufficientMemoryError"]
+           "OutputError", "InsufficientMemoryError", "DownloadError"]
 
 
 class OldPhotoError(Exception):
@@ -24,6 +24,13 @@ class InputError(OldPhotoError, ValueError):
 
 class OutputError(OldPhotoError):
     """A result cannot be written: the folder cannot be created, the disk is full ..."""
+
+
+class DownloadError(OldPhotoError):
+    """A file could not be fetched: no connection, an HTTP error, a download that ended short.
+
+    The message says what to do next (re-run to resume, check the URL).
+    """
 
 
 class InsufficientMemoryError(InputError):

@@ -9,8 +9,8 @@ step                network    width   what it stands for
 ==================  =========  ======  =====================================================
 ``vae_clean``       VAE        32      VAE_B (decoder of both the quality and scratch modes)
 ``vae_old``         VAE        32      VAE_A_quality (encoder of every mode)
-``detector``        U-Net      16      FT_Epoch_latest (scratch detection)
 ``mapping_quality`` mapping    64      mapping_quality
+``detector``        U-Net      16      FT_Epoch_latest (scratch detection)
 ``mapping_scratch`` mapping    64      mapping_scratch (partial non-local block)
 ==================  =========  ======  =====================================================
 
@@ -47,12 +47,12 @@ DEFAULT = Recipe(
              bundled={"VAE_B.safetensors": ("vae_b_quality", "vae_b_scratch")}),
         Step("vae_old", "vae_old", {**_COMMON, **_VAE},
              bundled={"VAE_A.safetensors": ("vae_a",)}),
-        Step("detector", "detector", {**_COMMON, "width": 16, "steps": 2000},
-             bundled={"scratch_detector.safetensors": ("scratch_detector",)}),
         Step("mapping_quality", "mapping",
              {**_COMMON, "width": 64, "steps": 2000, "variant": "quality",
               "vae_old": "@vae_old", "vae_clean": "@vae_clean"},
              bundled={"mapping_quality.safetensors": ("mapping_quality",)}),
+        Step("detector", "detector", {**_COMMON, "width": 16, "steps": 2000},
+             bundled={"scratch_detector.safetensors": ("scratch_detector",)}),
         Step("mapping_scratch", "mapping",
              {**_COMMON, "width": 64, "steps": 2000, "variant": "scratch",
               "vae_old": "@vae_old", "vae_clean": "@vae_clean"},
