@@ -314,8 +314,10 @@ class Events:
 
 
 @contextlib.contextmanager
-def start_comfyui(tmp_path_factory, name: str = "comfy") -> Iterator[Client]:
-    """A ComfyUI server with the pack and the synthetic models; terminated on exit."""
+def start_comfyui(tmp_path_factory, name: str = "comfy", *,
+                  models: bool = True) -> Iterator[Client]:
+    """A ComfyUI server with the pack and the synthetic models (``models=False``: an empty
+    ``models/oldphoto``, so the bundled default set runs); terminated on exit."""
     if not COMFYUI:
         pytest.skip(SKIP_REASON)
     main = Path(COMFYUI) / "main.py"
@@ -327,7 +329,8 @@ def start_comfyui(tmp_path_factory, name: str = "comfy") -> Iterator[Client]:
         (base / d).mkdir(parents=True, exist_ok=True)
     (base / "custom_nodes" / "oldphoto").symlink_to(REPO, target_is_directory=True)
     extra = tmp_path_factory.mktemp(f"{name}_extra_models")
-    write_synthetic_models(base / "models" / "oldphoto", extra)
+    if models:
+        write_synthetic_models(base / "models" / "oldphoto", extra)
     yaml = base / "extra_model_paths.yaml"
     yaml.write_text(f"oldphoto_e2e:\n    oldphoto: {extra}\n")
     photo = Image.open(samples / SAMPLE).convert("RGB")
