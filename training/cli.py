@@ -81,6 +81,9 @@ def _common(stage_defaults: argparse.ArgumentParser) -> None:
     g.add_argument("--small", choices=("upscale", "skip"), default="upscale",
                    help="photos smaller than the crop: upscale them (bicubic) or skip them "
                         "(default %(default)s)")
+    g.add_argument("--color-augment", action="store_true",
+                   help="permute each crop's colour channels at random, so that a few photos "
+                        "show six times as many colours (grey photos are unchanged)")
     g.add_argument("--max-side", type=int, default=0,
                    help="downscale photos whose long side exceeds this before cropping; "
                         "0 = crop at the photo's own resolution, as the reference "

@@ -53,6 +53,7 @@ class TrainConfig:
     workers: int = 2
     small: str = "upscale"
     max_side: int = 0
+    color_augment: bool = False
     # stage options
     variant: str | None = None
     old: Path | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -82,6 +84,19 @@ def test_items_are_pure_functions_of_seed_and_counter(photos):
         assert all(torch.equal(x[key], y[key]) for key in x)
     assert not torch.equal(a[1]["clean"], a[2]["clean"])
     assert not torch.equal(a[3]["clean"], a.preview(3)["clean"])
+
+
+def test_color_augment_permutes_the_channels_of_the_same_crop(photos):
+    scan = scan_images(photos, crop=32)
+    plain = PhotoSource(scan.entries, crop=32)
+    mixed = PhotoSource(scan.entries, crop=32, color_augment=True)
+    orders = set()
+    for k in range(24):
+        a = plain.crop(k, 3, np.random.default_rng(k))
+        b = mixed.crop(k, 3, np.random.default_rng(k))   # same box: drawn before the order
+        order = next(o for o in itertools.permutations(range(3)) if torch.equal(a[list(o)], b))
+        orders.add(order)
+    assert len(orders) > 3  # several of the six orders occur
 
 
 def test_scratch_pairs_paint_the_mask_white_and_hr_dilates_it(photos):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 
 import numpy as np
@@ -15,6 +16,8 @@ from .images import apply_box, fit_for_crop, load_rgb, random_box
 from .order import epoch_permutation
 
 __all__ = ["PhotoSource", "report_once"]
+
+_CHANNEL_ORDERS = tuple(itertools.permutations(range(3)))
 
 # Files this process has already reported (a worker reports each bad file once).
 _REPORTED: set[str] = set()
@@ -35,13 +38,18 @@ class PhotoSource:
         entries: the usable photos (from :func:`~training.data.files.scan_images`).
         crop: crop side; photos are first brought to at least this size.
         max_side: downscale limit before cropping (0 = none).
+        color_augment: permute each crop's colour channels at random (one of the six orders):
+            a few photos then show the networks six times as many colours, e.g. the greens a
+            folder of red and blue photos lacks. Grey photos are unchanged.
     """
 
-    def __init__(self, entries: list[ImageEntry], *, crop: int, max_side: int = 0) -> None:
+    def __init__(self, entries: list[ImageEntry], *, crop: int, max_side: int = 0,
+                 color_augment: bool = False) -> None:
         if not entries:
             raise DataError("no photos to draw from")
         self.entries = list(entries)
         self.crop_size, self.max_side = crop, max_side
+        self.color_augment = color_augment
         self._perm: tuple[tuple[int, int], np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -71,6 +79,10 @@ class PhotoSource:
         raise DataError("none of the photos could be decoded")
 
     def crop(self, k: int, seed: int, rng: np.random.Generator) -> torch.Tensor:
-        """A random ``[3, crop, crop]`` crop of sample ``k`` (mirrored with probability 1/2)."""
+        """A random ``[3, crop, crop]`` crop of sample ``k`` (mirrored with probability 1/2;
+        with ``color_augment``, its channels in a random order)."""
         img = self.load(k, seed)
-        return apply_box(img, random_box(img.shape[1], img.shape[2], self.crop_size, rng))
+        out = apply_box(img, random_box(img.shape[1], img.shape[2], self.crop_size, rng))
+        if self.color_augment:
+            out = out[list(_CHANNEL_ORDERS[int(rng.integers(0, len(_CHANNEL_ORDERS)))])]
+        return out

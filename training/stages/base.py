@@ -131,7 +131,8 @@ def photo_source(cfg: TrainConfig, root: Path, log: RunLog, what: str = "photos"
     assert cfg.crop is not None
     scan = scan_images(root, crop=cfg.crop, small=cfg.small, report=log.once, what=what)
     log(f"{len(scan)} {what} in {root}")
-    return PhotoSource(scan.entries, crop=cfg.crop, max_side=cfg.max_side)
+    return PhotoSource(scan.entries, crop=cfg.crop, max_side=cfg.max_side,
+                       color_augment=cfg.color_augment)
 
 
 def perceptual_or_none(cfg: TrainConfig, log: RunLog, device: torch.device

@@ -79,7 +79,7 @@ class FaceStage(Stage):
                 raise DataError(f"rank {self.ctx.rank}: the aligned faces of rank 0 are not "
                                 f"in {out_dir} (is --out on a filesystem all machines share?)")
             entries = found
-        return PhotoSource(entries, crop=cfg.crop)
+        return PhotoSource(entries, crop=cfg.crop, color_augment=cfg.color_augment)
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         x, y = batch["degraded"], batch["clean"]
