@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from .errors import OldPhotoError, OutputError
 from .imageio import IMAGE_SUFFIXES, probe_image, read_image, write_image
+from .manifest import MANIFEST_NAME, ManifestRow, ManifestWriter
 from .models import ROLES, default_models_dir, resolve_models
 from .pipeline import Restorer
 
@@ -167,8 +168,10 @@ def _prepare_output(outdir: Path) -> None:
         raise OutputError(f"output folder {outdir}: no permission to write there")
 
 
-def _restore_one(restorer: Restorer, args: argparse.Namespace, src: Path, out: Path) -> str:
-    """Restore one file and write it; returns the log line. Raises whatever went wrong."""
+def _restore_one(restorer: Restorer, args: argparse.Namespace, src: Path,
+                 out: Path) -> tuple[str, str, tuple[int, int]]:
+    """Restore one file and write it; returns the log line, the mode and the input's
+    ``(width, height)``. Raises whatever went wrong."""
     restorer.check_fits(probe_image(src), scratch=args.scratch, hr=args.hr,
                         faces=args.faces != "off")  # before decoding a single pixel
     image, info = read_image(src)
@@ -192,7 +195,8 @@ def _restore_one(restorer: Restorer, args: argparse.Namespace, src: Path, out: P
         notes.append(f"{faces} face{'s' * (faces != 1)}")
     if working != tuple(result.images.shape[-2:]):
         notes.append(f"restored at {working[1]}x{working[0]} and upsampled")
-    return f"{src} -> {out} ({', '.join(notes)})"
+    h, w = result.images.shape[-2:]
+    return f"{src} -> {out} ({', '.join(notes)})", result.mode, (int(w), int(h))
 
 
 def run_restore(args: argparse.Namespace) -> int:
@@ -225,19 +229,30 @@ def run_restore(args: argparse.Namespace) -> int:
     todo = [(s, o) for s, o in jobs if not (o.exists() and not args.overwrite)]
     failed: list[tuple[Path, str]] = []
     done, interrupted = 0, False
-    for src, out in tqdm(todo, desc="restoring", unit="photo", disable=not todo):
-        try:
-            tqdm.write(_restore_one(restorer, args, src, out))
+    with ManifestWriter(outdir) as manifest:
+        for src, out in skipped:
+            manifest.write(ManifestRow(str(src), str(out), "skipped",
+                                       error="the output exists (--overwrite to redo)"))
+        for src, out in tqdm(todo, desc="restoring", unit="photo", disable=not todo):
+            t0 = time.perf_counter()
+            try:
+                line, mode, size = _restore_one(restorer, args, src, out)
+            except KeyboardInterrupt:
+                interrupted = True
+                tqdm.write(f"interrupted while restoring {src}", file=sys.stderr)
+                break
+            except Exception as exc:  # one photo's failure, whatever raised it, never stops
+                failed.append((src, describe_failure(exc, src)))
+                tqdm.write(f"FAILED {src}: {failed[-1][1]}", file=sys.stderr)
+                manifest.write(ManifestRow(str(src), str(out), "failed", error=failed[-1][1],
+                                           seconds=time.perf_counter() - t0))
+                if args.debug:
+                    traceback.print_exc()
+                continue
+            tqdm.write(line)
             done += 1
-        except KeyboardInterrupt:
-            interrupted = True
-            tqdm.write(f"interrupted while restoring {src}", file=sys.stderr)
-            break
-        except Exception as exc:  # one photo's failure, whatever raised it, never stops a batch
-            failed.append((src, describe_failure(exc, src)))
-            tqdm.write(f"FAILED {src}: {failed[-1][1]}", file=sys.stderr)
-            if args.debug:
-                traceback.print_exc()
+            manifest.write(ManifestRow(str(src), str(out), "restored", mode=mode, size=size,
+                                       seconds=time.perf_counter() - t0))
     print(f"restored {done}, skipped {len(skipped)} (output exists; --overwrite to redo), "
           f"failed {len(failed) + len(inputs.problems)}, not taken {len(inputs.not_taken)}"
           + (f", not reached {len(todo) - done - len(failed)} (interrupted)"
@@ -250,6 +265,7 @@ def run_restore(args: argparse.Namespace) -> int:
         print(f"  failed {src}: {msg}")
     for path, reason in inputs.not_taken:
         print(f"  not taken {path}: {reason}")
+    print(f"record of every input: {outdir / MANIFEST_NAME}")
     if interrupted:
         return 130
     return 1 if failed or inputs.problems else 0

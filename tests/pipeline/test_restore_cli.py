@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from oldphoto_core.cli import main
+from oldphoto_core.manifest import last_rows, read_manifest
 
 
 def _samples(parity: Path) -> Path:
@@ -36,10 +37,20 @@ def test_restore_folder_resume_and_bad_file(tmp_path: Path, parity: Path,
     assert restored_gray.size == (100, 120) and restored_gray.mode == "L"
     assert np.asarray(restored_gray).std() > 0
 
+    rows = last_rows(out / "manifest.jsonl")         # one row per input, what happened
+    assert {Path(k).name: r["status"] for k, r in rows.items()} == {
+        "cracked.png": "restored", "gray.png": "restored", "broken.png": "failed"}
+    assert rows[str(src / "gray.png")]["size"] == [100, 120]
+    assert rows[str(src / "gray.png")]["mode"] in ("quality", "scratch")
+    assert rows[str(src / "broken.png")]["error"] and rows[str(src / "broken.png")]["seconds"] >= 0
+
     (src / "broken.png").unlink()
     assert main(["restore", *args]) == 0            # resume: nothing redone, nothing silent
     report = capsys.readouterr().out
     assert "restored 0, skipped 2" in report and "cracked.png exists" in report
+    assert len(read_manifest(out / "manifest.jsonl")) == 5    # the rerun appended its rows
+    assert {r["status"] for r in last_rows(out / "manifest.jsonl").values()} == {"skipped",
+                                                                                 "failed"}
 
 
 def test_missing_checkpoints_are_named(tmp_path: Path, capsys) -> None:
