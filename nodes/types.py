@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 CATEGORY = "image/restoration/old photo"
-LOADERS_CATEGORY = f"{CATEGORY}/loaders"
+#: Loaders sit with ComfyUI's own loaders, in a sub-category for the pack (as core loaders are
+#: found under "loaders").
+LOADERS_CATEGORY = "loaders/old photo"
 
 # ComfyUI's own types
 IMAGE = "IMAGE"              # [B, H, W, C] float 0..1

@@ -41,6 +41,8 @@ from comfy_e2e import (
 )
 from PIL import Image
 
+from oldphoto_core.models import BUNDLED_LABEL
+
 HERE = Path(__file__).resolve().parent
 
 pytestmark = [
@@ -82,9 +84,11 @@ def test_object_info_lists_every_node(comfy, object_info):
     for node_id, display in ours.items():
         info = object_info[node_id]
         assert info["display_name"] == display
-        assert info["category"].startswith("image/restoration/old photo")
+        assert info["category"].startswith("loaders/old photo" if node_id.endswith("Loader")
+                                           else "image/restoration/old photo")
         assert info["python_module"].startswith("custom_nodes.")
-    vaes = object_info["OldPhotoVAELoader"]["input"]["required"]["model_name"][0]
+    vaes = [v for v in object_info["OldPhotoVAELoader"]["input"]["required"]["model_name"][0]
+            if not v.startswith(BUNDLED_LABEL)]  # the bundled set's entries come after
     assert sorted(vaes) == sorted(f"Global/checkpoints/restoration/{v}/latest_net_G.pth"
                                   for v in ("VAE_A_quality", "VAE_B_quality", "VAE_B_scratch"))
     # the face model lives in the folder from extra_model_paths.yaml: that path was kept

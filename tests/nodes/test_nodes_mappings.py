@@ -40,7 +40,8 @@ def test_every_node_of_the_design_is_registered():
 @pytest.mark.parametrize("node_id", ALL)
 def test_declaration(node_id):
     cls = NODE_CLASS_MAPPINGS[node_id]
-    assert cls.CATEGORY.startswith("image/restoration/old photo")
+    expected = "loaders/old photo" if node_id.endswith("Loader") else "image/restoration/old photo"
+    assert cls.CATEGORY.startswith(expected)
     assert callable(getattr(cls, cls.FUNCTION))
     assert isinstance(cls.DESCRIPTION, str) and cls.DESCRIPTION
     n = len(cls.RETURN_TYPES)
