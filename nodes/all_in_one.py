@@ -28,7 +28,8 @@ from oldphoto_core.pipeline import Restorer
 
 from . import comfy_compat as compat
 from .convert import image_to_nchw, nchw_to_image, nchw_to_mask
-from .loaders import insightface_root, load_path_cached
+from .detector_loader import insightface_root
+from .loaders import load_path_cached
 from .runtime import Steps, expect_model, models_on_device
 from .types import (
     BOOLEAN,

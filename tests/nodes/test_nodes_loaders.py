@@ -6,7 +6,7 @@ import os
 
 import pytest
 import torch
-from oldphoto_pack.nodes import NODE_CLASS_MAPPINGS, loaders
+from oldphoto_pack.nodes import NODE_CLASS_MAPPINGS, detector_loader, loaders
 from oldphoto_pack.nodes.runtime import FaceDetectorHandle, OldPhotoModel
 
 from oldphoto_core.errors import InputError, OldPhotoError
@@ -116,7 +116,7 @@ def test_face_detector_loader_insightface_needs_its_files(tmp_path, monkeypatch)
     (tmp_path / "models" / "antelopev2").mkdir(parents=True)
     packs = node.INPUT_TYPES()["required"]["insightface_pack"][0]
     assert packs == ["buffalo_l", "antelopev2"]
-    assert loaders.insightface_root("buffalo_l") == str(tmp_path)
+    assert detector_loader.insightface_root("buffalo_l") == str(tmp_path)
 
 
 def test_models_of_changed_or_deleted_files_are_forgotten(tmp_path, monkeypatch, tiny_sds):
@@ -149,14 +149,14 @@ def test_face_detector_cache_is_bounded(monkeypatch):
         made.append(kwargs["threshold"])
         return FaceDetectorHandle(object(), backend)  # any object stands for a detector
 
-    monkeypatch.setattr(loaders, "make_face_detector", fake)
+    monkeypatch.setattr(detector_loader, "make_face_detector", fake)
     node = M["OldPhotoFaceDetectorLoader"]()
     for t in (0.3, 0.4, 0.5, 0.6, 0.7):
         node.load("dlib", "buffalo_l", t)
-    assert len(loaders._detectors) == loaders.MAX_DETECTORS
+    assert len(detector_loader._detectors) == detector_loader.MAX_DETECTORS
     (h1,) = node.load("dlib", "buffalo_l", 0.7)  # the most recent ones are kept
     assert len(made) == 5
     node.load("dlib", "buffalo_l", 0.3)  # evicted: made again
-    assert len(made) == 6 and len(loaders._detectors) == loaders.MAX_DETECTORS
+    assert len(made) == 6 and len(detector_loader._detectors) == detector_loader.MAX_DETECTORS
     (h2,) = node.load("dlib", "buffalo_l", 0.7)
     assert h2.detector is h1.detector and len(made) == 6

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from oldphoto_pack.nodes import NODE_CLASS_MAPPINGS, loaders
+from oldphoto_pack.nodes import NODE_CLASS_MAPPINGS, detector_loader
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
@@ -99,7 +99,7 @@ def test_every_workflow_has_an_api_twin():
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
 def test_ui_workflow(path, use_models, monkeypatch):
     # whether a face detector package is installed here is not a property of the workflow
-    monkeypatch.setattr(loaders, "_backend_problem", lambda backend, pack: None)
+    monkeypatch.setattr(detector_loader, "_backend_problem", lambda backend, pack: None)
     ui = json.loads(path.read_text())
     for key in ("last_node_id", "last_link_id", "nodes", "links", "version"):
         assert key in ui
