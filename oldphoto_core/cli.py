@@ -120,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "upsample the result to the photo's size (default: full size; a photo "
                         "too large for this machine's memory is refused up front with the "
                         "largest size that fits)")
+    g = p.add_argument_group("engine (many photos on many machines)")
+    g.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (default); ray: a pool of Ray workers, each "
+                        "with its own models (pip install \"oldphoto[ray]\")")
+    g.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster to join (default: $RAY_ADDRESS, else a local cluster)")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="Ray workers (default: half the cluster's CPUs)")
+    g.add_argument("--gpus-per-worker", type=float, default=0, metavar="G",
+                   help="GPUs per Ray worker (default 0; with G > 0 use --device cuda)")
     p.set_defaults(func=_cmd_restore)
 
     p = sub.add_parser("convert", parents=[debug],

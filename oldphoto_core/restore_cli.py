@@ -24,11 +24,12 @@ from tqdm import tqdm
 
 from .errors import OldPhotoError, OutputError
 from .imageio import IMAGE_SUFFIXES, probe_image, read_image, write_image
-from .manifest import MANIFEST_NAME, ManifestRow, ManifestWriter
+from .manifest import MANIFEST_NAME, STATUSES, ManifestRow, ManifestWriter
 from .models import ROLES, default_models_dir, resolve_models
 from .pipeline import Restorer
 
-__all__ = ["Inputs", "collect_inputs", "output_path", "run_restore", "describe_failure"]
+__all__ = ["Inputs", "collect_inputs", "output_path", "run_restore", "describe_failure",
+           "build_restorer", "restore_job", "skipped_row", "report"]
 
 
 @dataclass
@@ -199,6 +200,82 @@ def _restore_one(restorer: Restorer, args: argparse.Namespace, src: Path,
     return f"{src} -> {out} ({', '.join(notes)})", result.mode, (int(w), int(h))
 
 
+def build_restorer(args: argparse.Namespace, store=None) -> Restorer:
+    """The Restorer the options describe; every engine process builds its own (models are
+    loaded once per process, on first use). Stops early on what would fail every photo: a
+    missing checkpoint, a missing face detector backend."""
+    store = store or resolve_models(args.models, device=_device(args.device))
+    models_dir = Path(args.models) if args.models else default_models_dir()
+    insightface_root = args.insightface_root or str(models_dir / "insightface")
+    restorer = Restorer(store, insightface_root=insightface_root, precision=args.precision,
+                        max_megapixels=args.max_megapixels)
+    restorer.check_models(args.scratch, args.hr, args.faces != "off",
+                          args.face_size or (512 if args.hr else 256))
+    if args.faces != "off":
+        restorer.face_detector(args.faces)
+    return restorer
+
+
+def _choose_faces(args: argparse.Namespace, store) -> None:
+    """``--faces`` left unset: ``auto`` when the model set has the face model, else ``off``
+    (the bundled set has none), said in one line."""
+    if args.faces is not None:
+        return
+    face_role = "face_512" if (args.face_size or (512 if args.hr else 256)) == 512 \
+        else "face_256"
+    args.faces = "auto" if face_role in store else "off"
+    if args.faces == "off":
+        print(f"oldphoto: faces: off ({store.label} has no {ROLES[face_role].title}; "
+              "`oldphoto models download` fetches the published face models)", file=sys.stderr)
+
+
+def restore_job(restorer: Restorer, args: argparse.Namespace, src: Path,
+                out: Path) -> tuple[ManifestRow, str]:
+    """Restore one photo, whatever goes wrong: ``(its manifest row, its log line)``. Only a
+    ``KeyboardInterrupt`` escapes."""
+    t0 = time.perf_counter()
+    try:
+        line, mode, size = _restore_one(restorer, args, src, out)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # one photo's failure, whatever raised it, never stops a batch
+        msg = describe_failure(exc, src)
+        if args.debug:
+            traceback.print_exc()
+        return (ManifestRow(str(src), str(out), "failed", error=msg,
+                            seconds=time.perf_counter() - t0), f"FAILED {src}: {msg}")
+    return (ManifestRow(str(src), str(out), "restored", mode=mode, size=size,
+                        seconds=time.perf_counter() - t0), line)
+
+
+def skipped_row(src: Path, out: Path) -> ManifestRow:
+    return ManifestRow(str(src), str(out), "skipped",
+                       error="the output exists (--overwrite to redo)")
+
+
+def report(inputs: Inputs, rows: list[ManifestRow], outdir: Path, *,
+           not_reached: int = 0) -> int:
+    """Print the run's summary (every skipped, failed and not-taken file with its reason);
+    returns the exit status: 0, 1 when anything failed, 130 when interrupted."""
+    by = {status: [r for r in rows if r.status == status] for status in STATUSES}
+    print(f"restored {len(by['restored'])}, skipped {len(by['skipped'])} (output exists; "
+          f"--overwrite to redo), failed {len(by['failed']) + len(inputs.problems)}, not taken "
+          f"{len(inputs.not_taken)}"
+          + (f", not reached {not_reached} (interrupted)" if not_reached else ""))
+    for r in by["skipped"]:
+        print(f"  skipped {r.input}: {r.output} exists")
+    for msg in inputs.problems:
+        print(f"  failed {msg}")
+    for r in by["failed"]:
+        print(f"  failed {r.input}: {r.error}")
+    for path, reason in inputs.not_taken:
+        print(f"  not taken {path}: {reason}")
+    print(f"record of every input: {outdir / MANIFEST_NAME}")
+    if not_reached:
+        return 130
+    return 1 if by["failed"] or inputs.problems else 0
+
+
 def run_restore(args: argparse.Namespace) -> int:
     inputs = collect_inputs(args.inputs)
     for msg in inputs.problems:
@@ -207,65 +284,36 @@ def run_restore(args: argparse.Namespace) -> int:
     _prepare_output(outdir)  # before loading any model: a typo costs nothing
     store = resolve_models(args.models, device=_device(args.device))
     print(f"oldphoto: models: {store.label}", file=sys.stderr)
-    if args.faces is None:
-        face_role = "face_512" if (args.face_size or (512 if args.hr else 256)) == 512 \
-            else "face_256"
-        args.faces = "auto" if face_role in store else "off"
-        if args.faces == "off":
-            print(f"oldphoto: faces: off ({store.label} has no {ROLES[face_role].title}; "
-                  "`oldphoto models download` fetches the published face models)",
-                  file=sys.stderr)
-    models_dir = Path(args.models) if args.models else default_models_dir()
-    insightface_root = args.insightface_root or str(models_dir / "insightface")
-    restorer = Restorer(store, insightface_root=insightface_root, precision=args.precision,
-                        max_megapixels=args.max_megapixels)
-    restorer.check_models(args.scratch, args.hr, args.faces != "off",
-                          args.face_size or (512 if args.hr else 256))
-    if args.faces != "off":
-        restorer.face_detector(args.faces)  # a missing backend stops here, before any work
+    _choose_faces(args, store)
     taken: set[Path] = set()
     jobs = [(src, output_path(outdir, src, taken)) for src in inputs.files]
-    skipped = [(s, o) for s, o in jobs if o.exists() and not args.overwrite]
-    todo = [(s, o) for s, o in jobs if not (o.exists() and not args.overwrite)]
-    failed: list[tuple[Path, str]] = []
-    done, interrupted = 0, False
+    if getattr(args, "engine", "local") == "ray":
+        from .ray_engine import run_jobs
+        restorer_check = build_restorer(args, store)  # fail fast here, not in every worker
+        del restorer_check
+        with ManifestWriter(outdir) as manifest:
+            rows, not_reached = run_jobs(args, jobs, manifest)
+        return report(inputs, rows, outdir, not_reached=not_reached)
+    restorer = build_restorer(args, store)
+    rows: list[ManifestRow] = []
+    not_reached = 0
     with ManifestWriter(outdir) as manifest:
-        for src, out in skipped:
-            manifest.write(ManifestRow(str(src), str(out), "skipped",
-                                       error="the output exists (--overwrite to redo)"))
-        for src, out in tqdm(todo, desc="restoring", unit="photo", disable=not todo):
-            t0 = time.perf_counter()
+        todo = []
+        for src, out in jobs:
+            if out.exists() and not args.overwrite:
+                rows.append(skipped_row(src, out))
+                manifest.write(rows[-1])
+            else:
+                todo.append((src, out))
+        for i, (src, out) in enumerate(tqdm(todo, desc="restoring", unit="photo",
+                                            disable=not todo)):
             try:
-                line, mode, size = _restore_one(restorer, args, src, out)
+                row, line = restore_job(restorer, args, src, out)
             except KeyboardInterrupt:
-                interrupted = True
                 tqdm.write(f"interrupted while restoring {src}", file=sys.stderr)
+                not_reached = len(todo) - i
                 break
-            except Exception as exc:  # one photo's failure, whatever raised it, never stops
-                failed.append((src, describe_failure(exc, src)))
-                tqdm.write(f"FAILED {src}: {failed[-1][1]}", file=sys.stderr)
-                manifest.write(ManifestRow(str(src), str(out), "failed", error=failed[-1][1],
-                                           seconds=time.perf_counter() - t0))
-                if args.debug:
-                    traceback.print_exc()
-                continue
-            tqdm.write(line)
-            done += 1
-            manifest.write(ManifestRow(str(src), str(out), "restored", mode=mode, size=size,
-                                       seconds=time.perf_counter() - t0))
-    print(f"restored {done}, skipped {len(skipped)} (output exists; --overwrite to redo), "
-          f"failed {len(failed) + len(inputs.problems)}, not taken {len(inputs.not_taken)}"
-          + (f", not reached {len(todo) - done - len(failed)} (interrupted)"
-             if interrupted else ""))
-    for src, out in skipped:
-        print(f"  skipped {src}: {out} exists")
-    for msg in inputs.problems:
-        print(f"  failed {msg}")
-    for src, msg in failed:
-        print(f"  failed {src}: {msg}")
-    for path, reason in inputs.not_taken:
-        print(f"  not taken {path}: {reason}")
-    print(f"record of every input: {outdir / MANIFEST_NAME}")
-    if interrupted:
-        return 130
-    return 1 if failed or inputs.problems else 0
+            tqdm.write(line, file=sys.stderr if row.status == "failed" else sys.stdout)
+            rows.append(row)
+            manifest.write(row)
+    return report(inputs, rows, outdir, not_reached=not_reached)

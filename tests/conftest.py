@@ -144,3 +144,6 @@ def _no_bundled_set(monkeypatch, tmp_path_factory):
     empty = tmp_path_factory.getbasetemp() / "no_bundled_set"
     empty.mkdir(exist_ok=True)
     monkeypatch.setattr(models, "bundled_dir", lambda: empty)
+
+
+_model_sets()  # importable as ``model_sets`` from any test module, as numeric_bounds

@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from oldphoto_core.imageio import IMAGE_SUFFIXES
+from oldphoto_core.manifest import read_manifest
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -76,8 +77,9 @@ def test_folder_run_reports_every_bad_file_and_restores_the_rest(
     assert_no_traceback(res)
     assert res.returncode == 1
     # every good file, before and after the bad ones, is restored
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert sorted(p.name for p in out.glob("*.png")) == [
         "a_first.png", "f_animation.png", "g_gray.png", "z_last.png"]
+    assert sorted(p.name for p in out.iterdir() if p.suffix != ".png") == ["manifest.jsonl"]
     assert "restored 4, skipped 0" in res.stdout and "failed 4, not taken 3" in res.stdout
     summary = res.stdout[res.stdout.index("restored 4"):]
     reasons = {
@@ -274,4 +276,6 @@ def test_interrupt_stops_with_a_summary(tmp_path: Path, tiny_models_dir: Path, m
     out = capsys.readouterr().out
     assert code == 130
     assert "restored 1," in out and "not reached 2 (interrupted)" in out
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png", "manifest.jsonl"]
+    rows = read_manifest(tmp_path / "out" / "manifest.jsonl")   # the record of what was done
+    assert [r["status"] for r in rows] == ["restored"]

@@ -1,0 +1,103 @@
+"""``--engine ray`` on a local two-CPU Ray cluster, with a tiny model set."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'oldphoto[ray]'")
+
+from oldphoto_core.cli import build_parser, main  # noqa: E402
+from oldphoto_core.manifest import last_rows  # noqa: E402
+from oldphoto_core.ray_engine import RestoreWorker, restore_rows  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for name, size in (("a", (40, 48)), ("b", (36, 36)), ("crash", (32, 40))):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(src / f"{name}.png")
+    Image.fromarray(rng.integers(0, 256, (24, 28), dtype=np.uint8)).save(src / "gray.png")
+    (src / "broken.png").write_bytes(b"not an image")
+    return src
+
+
+@pytest.fixture
+def models(tmp_path) -> Path:
+    import model_sets
+    model_sets.write_tiny_set(tmp_path / "set")
+    return tmp_path / "set"
+
+
+def test_ray_restores_like_the_local_engine_and_resumes(cluster, photos, models, tmp_path,
+                                                         capsys):
+    common = [str(photos), "--models", str(models), "--device", "cpu", "--scratch", "on"]
+    assert main(["restore", *common, "-o", str(tmp_path / "local")]) == 1
+    assert main(["restore", *common, "-o", str(tmp_path / "ray"), "--engine", "ray",
+                 "--workers", "2"]) == 1                      # broken.png fails, the rest goes on
+    rows = last_rows(tmp_path / "ray" / "manifest.jsonl")
+    status = {Path(k).name: r["status"] for k, r in rows.items()}
+    assert status == {"a.png": "restored", "b.png": "restored", "crash.png": "restored",
+                      "gray.png": "restored", "broken.png": "failed"}
+    assert rows[str((photos / "broken.png").resolve())]["error"]
+    for name in ("a.png", "b.png", "crash.png", "gray.png"):
+        local = np.asarray(Image.open(tmp_path / "local" / name), dtype=np.int16)
+        far = np.asarray(Image.open(tmp_path / "ray" / name), dtype=np.int16)
+        assert local.shape == far.shape                     # same naming, size, grey stays grey
+        assert np.abs(local - far).max() <= 1
+    capsys.readouterr()
+    (photos / "broken.png").unlink()
+    assert main(["restore", *common, "-o", str(tmp_path / "ray"), "--engine", "ray"]) == 0
+    assert "restored 0, skipped 4" in capsys.readouterr().out
+
+
+class CrashOnce(RestoreWorker):
+    """Kills its worker process the first time it meets ``crash.png`` (a marker file beside
+    it remembers), as an out-of-memory kill would."""
+
+    def __call__(self, batch):
+        src = Path(str(batch["input"][0]))
+        marker = src.with_suffix(".crashed")
+        if src.name == "crash.png" and not marker.exists():
+            marker.write_text("once")
+            os._exit(1)
+        return super().__call__(batch)
+
+
+def test_a_worker_that_dies_is_replaced_and_its_photo_retried(cluster, photos, models, tmp_path):
+    import sys
+
+    import cloudpickle
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    args = build_parser().parse_args(["restore", str(photos), "-o", str(tmp_path / "o"),
+                                      "--models", str(models), "--device", "cpu",
+                                      "--faces", "off", "--workers", "1"])
+    (tmp_path / "o").mkdir()
+    jobs = [(p, tmp_path / "o" / f"{p.stem}.png") for p in sorted(photos.glob("*.png"))
+            if p.name != "broken.png"]
+    rows = {Path(r.input).name: r for r in restore_rows(args, jobs, worker_cls=CrashOnce)}
+    assert (photos / "crash.crashed").exists()              # it did die once
+    assert {n: r.status for n, r in rows.items()} == {n: "restored" for n in
+                                                      ("a.png", "b.png", "crash.png", "gray.png")}
+
+
+def test_importing_the_package_never_imports_ray():
+    code = ("import sys, oldphoto_core, oldphoto_core.cli, oldphoto_core.restore_cli; "
+            "raise SystemExit('ray' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
