@@ -28,7 +28,7 @@ from typing import Any
 from .errors import OldPhotoError
 from .manifest import ManifestRow, ManifestWriter
 
-__all__ = ["RestoreWorker", "run_jobs", "restore_rows"]
+__all__ = ["RestoreWorker", "run_jobs", "restore_rows", "restore_dataset", "restore_options"]
 
 #: Attempts per photo: the first and one retry after its worker died.
 ATTEMPTS = 2
@@ -146,3 +146,103 @@ def run_jobs(args: argparse.Namespace, jobs: list[tuple[Path, Path]],
         print("interrupted", file=sys.stderr)
         return rows, max(1, len(jobs) - len(rows))
     return rows, 0
+
+
+# -- Python API: a step of the user's own Ray Data pipeline ------------------------------------
+
+def restore_options(**options: Any) -> argparse.Namespace:
+    """``oldphoto restore`` options with the command line's defaults, ``options`` replacing
+    some (``models``, ``scratch``, ``hr``, ``faces``, ``face_size``, ``precision``,
+    ``max_megapixels``, ``device`` ...): the one place defaults are defined is the parser.
+
+    Raises:
+        OldPhotoError: an option the command line does not have.
+    """
+    from .cli import build_parser
+    args = build_parser().parse_args(["restore", "-", "-o", "-"])
+    unknown = sorted(set(options) - set(vars(args)))
+    if unknown:
+        raise OldPhotoError(f"unknown restore options {unknown}")
+    vars(args).update(options)
+    del args.func  # the CLI's dispatch, not an option
+    if args.faces is None:
+        args.faces = "off"
+    return args
+
+
+class DatasetWorker:
+    """Restores the rows of a user's dataset: an ``image`` column (``[H, W, C]`` uint8,
+    uint16 or float 0..1; C = 1, 3 or 4) or a ``path`` column (read as the CLI reads files).
+    Adds ``restored`` (same dtype and channels as the input; 8/16-bit files give uint8/uint16),
+    ``status`` (``restored`` / ``failed``), ``error`` and ``mode``; other columns pass through.
+    """
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        from .restore_cli import build_restorer
+        self.args = argparse.Namespace(**options)
+        self.restorer = build_restorer(self.args)
+
+    def _one(self, row: dict[str, Any]) -> tuple[Any, str]:
+        import numpy as np
+        import torch
+
+        from .imageio import read_image
+        if "image" in row:
+            arr = np.asarray(row["image"])
+            arr = arr[..., None] if arr.ndim == 2 else arr
+            scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(arr.dtype, 1.0)
+            image = torch.from_numpy(arr.astype(np.float32) / scale).permute(2, 0, 1)[None]
+            dtype = arr.dtype
+        else:
+            image, info = read_image(str(row["path"]))
+            dtype = np.dtype(np.uint16 if info.bit_depth == 16 else np.uint8)
+            scale = 65535.0 if info.bit_depth == 16 else 255.0
+        a = self.args
+        result = self.restorer.restore(image.clamp(0, 1), scratch=a.scratch, hr=a.hr,
+                                       faces=a.faces, face_size=a.face_size,
+                                       keep_gray=not a.force_rgb)
+        out = result.images[0].permute(1, 2, 0).numpy()
+        if dtype != np.float32 and dtype != np.float64:
+            out = np.clip(np.rint(out * scale), 0, scale).astype(dtype)
+        return out, result.mode
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        from .restore_cli import describe_failure
+        n = len(next(iter(batch.values())))
+        rows = [{k: v[i] for k, v in batch.items()} for i in range(n)]
+        restored, status, error, mode = [], [], [], []
+        for row in rows:
+            try:
+                image, m = self._one(row)
+                restored.append(image)
+                status.append("restored")
+                error.append("")
+                mode.append(m)
+            except Exception as exc:  # a failed row, never a failed job
+                restored.append(np.zeros((0, 0, 3), np.uint8))
+                status.append("failed")
+                error.append(describe_failure(exc))
+                mode.append("")
+        return {**batch, "restored": restored, "status": status, "error": error, "mode": mode}
+
+
+def restore_dataset(ds: Any, *, workers: int | None = None, gpus_per_worker: float = 0,
+                    **options: Any) -> Any:
+    """Restore a ``ray.data.Dataset`` inside a user's own pipeline (lazy, like any Ray Data
+    transform). Rows carry ``image`` or ``path`` (see :class:`DatasetWorker`); ``options`` are
+    the restore options (:func:`restore_options`), e.g. ``models="models/"``,
+    ``scratch="auto"``. One Restorer per worker; a dead worker's rows are retried once.
+    """
+    ray = _ray()
+    from ray.data import ActorPoolStrategy
+    args = restore_options(**options)
+    workers = workers or max(1, int(ray.available_resources().get("CPU", 1)) // 2)
+    with warnings.catch_warnings():  # see restore_rows
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        return ds.map_batches(
+            DatasetWorker, fn_constructor_kwargs={"options": vars(args)}, batch_size=1,
+            batch_format="numpy", compute=ActorPoolStrategy(size=workers),
+            num_gpus=gpus_per_worker or None, max_restarts=-1,
+            max_task_retries=ATTEMPTS - 1)

@@ -101,3 +101,22 @@ def test_importing_the_package_never_imports_ray():
     code = ("import sys, oldphoto_core, oldphoto_core.cli, oldphoto_core.restore_cli; "
             "raise SystemExit('ray' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_python_api_restores_a_dataset_of_images_or_paths(cluster, photos, models):
+    from oldphoto_core.ray_engine import restore_dataset
+    rng = np.random.default_rng(1)
+    arrays = [rng.integers(0, 256, (24, 32, 3), dtype=np.uint8),
+              rng.integers(0, 65536, (20, 20, 3), dtype=np.uint16)]
+    out = restore_dataset(ray.data.from_items([{"image": a, "id": i} for i, a in
+                                               enumerate(arrays)]),
+                          models=str(models), scratch="off", workers=1).take_all()
+    by_id = {int(r["id"]): r for r in out}
+    for i, a in enumerate(arrays):
+        assert by_id[i]["status"] == "restored"
+        assert by_id[i]["restored"].shape == a.shape and by_id[i]["restored"].dtype == a.dtype
+    paths = [{"path": str(photos / n)} for n in ("a.png", "broken.png")]
+    rows = {Path(r["path"]).name: r for r in restore_dataset(
+        ray.data.from_items(paths), models=str(models), scratch="on", workers=1).take_all()}
+    assert rows["a.png"]["status"] == "restored" and rows["a.png"]["restored"].shape == (40, 48, 3)
+    assert rows["broken.png"]["status"] == "failed" and "broken.png" in rows["broken.png"]["error"]
