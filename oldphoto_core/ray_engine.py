@@ -18,15 +18,19 @@ Importing :mod:`oldphoto_core` never imports Ray; this module is loaded only for
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from . import remote_paths
 from .errors import OldPhotoError
 from .manifest import ManifestRow, ManifestWriter
+from .remote_paths import is_uri
 
 __all__ = ["RestoreWorker", "run_jobs", "restore_rows", "restore_dataset", "restore_options"]
 
@@ -59,11 +63,13 @@ class RestoreWorker:
         out: dict[str, list] = {k: [] for k in ("input", "output", "status", "error", "mode",
                                                 "width", "height", "seconds")}
         for src, dst in zip(batch["input"], batch["output"], strict=True):
-            src_p, dst_p = Path(str(src)), Path(str(dst))
-            if dst_p.exists() and not self.args.overwrite:
-                row = skipped_row(src_p, dst_p)
+            src, dst = str(src), str(dst)
+            if is_uri(src) or is_uri(dst):
+                row = self._remote(src, dst)
+            elif Path(dst).exists() and not self.args.overwrite:
+                row = skipped_row(Path(src), Path(dst))
             else:
-                row, _ = restore_job(self.restorer, self.args, src_p, dst_p)
+                row, _ = restore_job(self.restorer, self.args, Path(src), Path(dst))
             out["input"].append(row.input)
             out["output"].append(row.output)
             out["status"].append(row.status)
@@ -73,6 +79,24 @@ class RestoreWorker:
             out["height"].append(row.size[1] if row.size else -1)
             out["seconds"].append(row.seconds if row.seconds is not None else -1.0)
         return out
+
+
+    def _remote(self, src: str, dst: str) -> ManifestRow:
+        """A photo on another filesystem: copied in, restored as a local file, copied out."""
+        from .restore_cli import describe_failure, restore_job
+        exists = remote_paths.uri_exists(dst) if is_uri(dst) else Path(dst).exists()
+        if exists and not self.args.overwrite:
+            return ManifestRow(src, dst, "skipped", error="the output exists (--overwrite to redo)")
+        with tempfile.TemporaryDirectory(prefix="oldphoto-") as tmp:
+            try:
+                local = remote_paths.fetch(src, Path(tmp)) if is_uri(src) else Path(src)
+                out = Path(tmp) / "restored.png" if is_uri(dst) else Path(dst)
+                row, _ = restore_job(self.restorer, self.args, local, out)
+                if row.status == "restored" and is_uri(dst):
+                    remote_paths.upload(out, dst)
+            except Exception as exc:  # a failed transfer is a failed photo
+                return ManifestRow(src, dst, "failed", error=describe_failure(exc))
+        return dataclasses.replace(row, input=src, output=dst)
 
 
 def _row(rec: dict[str, Any]) -> ManifestRow:

@@ -14,6 +14,7 @@ import argparse
 import glob
 import os
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -253,7 +254,7 @@ def skipped_row(src: Path, out: Path) -> ManifestRow:
                        error="the output exists (--overwrite to redo)")
 
 
-def report(inputs: Inputs, rows: list[ManifestRow], outdir: Path, *,
+def report(inputs: Inputs, rows: list[ManifestRow], manifest: str, *,
            not_reached: int = 0) -> int:
     """Print the run's summary (every skipped, failed and not-taken file with its reason);
     returns the exit status: 0, 1 when anything failed, 130 when interrupted."""
@@ -270,30 +271,70 @@ def report(inputs: Inputs, rows: list[ManifestRow], outdir: Path, *,
         print(f"  failed {r.input}: {r.error}")
     for path, reason in inputs.not_taken:
         print(f"  not taken {path}: {reason}")
-    print(f"record of every input: {outdir / MANIFEST_NAME}")
+    print(f"record of every input: {manifest}")
     if not_reached:
         return 130
     return 1 if by["failed"] or inputs.problems else 0
 
 
+def _run_ray(args: argparse.Namespace, store) -> int:
+    """The Ray engine: local paths or URIs (``s3://`` ...), listed here, restored by workers."""
+    from . import remote_paths
+    from .ray_engine import run_jobs
+    local_specs = [s for s in args.inputs if not remote_paths.is_uri(s)]
+    inputs = collect_inputs(local_specs) if local_specs else Inputs()
+    files: list[str] = [str(f) for f in inputs.files]
+    for spec in (s for s in args.inputs if remote_paths.is_uri(s)):
+        try:
+            found, not_taken = remote_paths.list_uri_inputs(spec)
+        except OldPhotoError as exc:
+            inputs.problems.append(str(exc))
+            continue
+        files += found
+        inputs.not_taken += not_taken
+    for msg in inputs.problems:
+        print(f"oldphoto restore: {msg}", file=sys.stderr)
+    build_restorer(args, store)  # fail fast here (a missing file), not in every worker
+    remote_out = remote_paths.is_uri(args.output)
+    taken: set = set()
+    jobs = [(src, remote_paths.uri_output(args.output, src, taken) if remote_out
+             else output_path(Path(args.output), Path(src.split("://", 1)[-1]), taken))
+            for src in files]
+    # the manifest is appended locally; an object store has no append, so it is copied in
+    # first and back at the end
+    with tempfile.TemporaryDirectory(prefix="oldphoto-manifest-") as tmp:
+        record = Path(tmp) if remote_out else Path(args.output)
+        manifest_uri = remote_paths.join_uri(args.output, MANIFEST_NAME) if remote_out else ""
+        if remote_out and remote_paths.uri_exists(manifest_uri):
+            remote_paths.fetch(manifest_uri, record)
+        with ManifestWriter(record) as manifest:
+            rows, not_reached = run_jobs(args, jobs, manifest)
+        if remote_out:
+            remote_paths.upload(record / MANIFEST_NAME, manifest_uri)
+    return report(inputs, rows, manifest_uri or str(Path(args.output) / MANIFEST_NAME),
+                  not_reached=not_reached)
+
+
 def run_restore(args: argparse.Namespace) -> int:
+    from .remote_paths import is_uri
+    engine = getattr(args, "engine", "local")
+    uris = [s for s in (*args.inputs, args.output) if is_uri(s)]
+    if uris and engine != "ray":
+        raise OldPhotoError(f"{uris[0]}: paths on other filesystems need --engine ray (its "
+                            "workers read and write them)")
+    if not is_uri(args.output):
+        _prepare_output(Path(args.output))  # before loading any model: a typo costs nothing
+    store = resolve_models(args.models, device=_device(args.device))
+    print(f"oldphoto: models: {store.label}", file=sys.stderr)
+    _choose_faces(args, store)
+    if engine == "ray":
+        return _run_ray(args, store)
     inputs = collect_inputs(args.inputs)
     for msg in inputs.problems:
         print(f"oldphoto restore: {msg}", file=sys.stderr)
     outdir = Path(args.output)
-    _prepare_output(outdir)  # before loading any model: a typo costs nothing
-    store = resolve_models(args.models, device=_device(args.device))
-    print(f"oldphoto: models: {store.label}", file=sys.stderr)
-    _choose_faces(args, store)
     taken: set[Path] = set()
     jobs = [(src, output_path(outdir, src, taken)) for src in inputs.files]
-    if getattr(args, "engine", "local") == "ray":
-        from .ray_engine import run_jobs
-        restorer_check = build_restorer(args, store)  # fail fast here, not in every worker
-        del restorer_check
-        with ManifestWriter(outdir) as manifest:
-            rows, not_reached = run_jobs(args, jobs, manifest)
-        return report(inputs, rows, outdir, not_reached=not_reached)
     restorer = build_restorer(args, store)
     rows: list[ManifestRow] = []
     not_reached = 0
@@ -316,4 +357,4 @@ def run_restore(args: argparse.Namespace) -> int:
             tqdm.write(line, file=sys.stderr if row.status == "failed" else sys.stdout)
             rows.append(row)
             manifest.write(row)
-    return report(inputs, rows, outdir, not_reached=not_reached)
+    return report(inputs, rows, str(outdir / MANIFEST_NAME), not_reached=not_reached)

@@ -120,3 +120,25 @@ def test_python_api_restores_a_dataset_of_images_or_paths(cluster, photos, model
         ray.data.from_items(paths), models=str(models), scratch="on", workers=1).take_all()}
     assert rows["a.png"]["status"] == "restored" and rows["a.png"]["restored"].shape == (40, 48, 3)
     assert rows["broken.png"]["status"] == "failed" and "broken.png" in rows["broken.png"]["error"]
+
+
+def test_uri_inputs_and_outputs(cluster, photos, models, tmp_path, capsys):
+    """``file://`` URIs go through pyarrow's filesystem layer as ``s3://`` ones would."""
+    (photos / "broken.png").unlink()
+    (photos / ".hidden.png").write_bytes(b"x")
+    out_uri = f"file://{tmp_path}/remote_out"
+    args = ["restore", f"file://{photos}", "-o", out_uri, "--models", str(models),
+            "--device", "cpu", "--scratch", "off"]
+    assert main(args) == 2                                   # the local engine refuses URIs
+    assert "--engine ray" in capsys.readouterr().err
+    assert main([*args, "--engine", "ray", "--workers", "1"]) == 0
+    report = capsys.readouterr().out
+    assert "restored 4" in report and "not taken 1" in report and ".hidden.png" in report
+    assert sorted(p.name for p in (tmp_path / "remote_out").iterdir()) == [
+        "a.png", "b.png", "crash.png", "gray.png", "manifest.jsonl"]
+    assert Image.open(tmp_path / "remote_out" / "gray.png").mode == "L"   # grey stays grey
+    assert main([*args, "--engine", "ray", "--workers", "1"]) == 0       # resume, appended
+    assert "restored 0, skipped 4" in capsys.readouterr().out
+    rows = last_rows(tmp_path / "remote_out" / "manifest.jsonl")
+    assert {r["status"] for r in rows.values()} == {"skipped"} and len(rows) == 4
+    assert all(k.startswith("file://") for k in rows)
