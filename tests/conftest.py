@@ -19,19 +19,21 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _register_numeric_bounds() -> None:
-    """Make ``tests/numeric_bounds.py`` (the rounding-error bounds behind every tolerance)
-    importable as ``numeric_bounds`` from any test module: under ``--import-mode=importlib``
-    the tests folder is not on ``sys.path``."""
-    if "numeric_bounds" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "numeric_bounds", Path(__file__).with_name("numeric_bounds.py"))
+def _register(name: str):
+    """Make ``tests/<name>.py`` importable as ``name`` from any test module (under
+    ``--import-mode=importlib`` the tests folder is not on ``sys.path``): ``numeric_bounds``
+    (the rounding-error bounds behind every tolerance), ``model_sets`` (tiny model sets)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(
+            f"{name}.py"))
         module = importlib.util.module_from_spec(spec)
-        sys.modules["numeric_bounds"] = module
+        sys.modules[name] = module
         spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
-_register_numeric_bounds()
+_register("numeric_bounds")
+_register("model_sets")
 
 
 def parity_dir() -> Path | None:
@@ -111,16 +113,6 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 5
 
 
-def _model_sets():
-    if "model_sets" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "model_sets", Path(__file__).with_name("model_sets.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["model_sets"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["model_sets"]
-
-
 @pytest.fixture
 def tiny_bundled_set(_no_bundled_set, tmp_path_factory, monkeypatch) -> dict[str, Path]:
     """A tiny model set installed as *the bundled default set* for this test (the package's
@@ -128,7 +120,7 @@ def tiny_bundled_set(_no_bundled_set, tmp_path_factory, monkeypatch) -> dict[str
     working folder with ``$OLDPHOTO_MODELS`` unset, so no real checkpoints are found."""
     import oldphoto_core.models as models
     folder = tmp_path_factory.mktemp("bundled")
-    files = _model_sets().write_tiny_set(folder)
+    files = _register("model_sets").write_tiny_set(folder)
     monkeypatch.setattr(models, "bundled_dir", lambda: folder)
     monkeypatch.delenv("OLDPHOTO_MODELS", raising=False)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
@@ -145,5 +137,3 @@ def _no_bundled_set(monkeypatch, tmp_path_factory):
     empty.mkdir(exist_ok=True)
     monkeypatch.setattr(models, "bundled_dir", lambda: empty)
 
-
-_model_sets()  # importable as ``model_sets`` from any test module, as numeric_bounds
