@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Ray cluster to join (default: $RAY_ADDRESS, else a local cluster)")
     g.add_argument("--workers", type=int, default=None, metavar="N",
                    help="Ray workers (default: half the cluster's CPUs)")
+    g.add_argument("--batch-size", type=int, default=1, metavar="B",
+                   help="photos per Ray task (default 1: a worker that dies costs one photo; "
+                        "more amortise Ray's per-task overhead for small photos)")
     g.add_argument("--gpus-per-worker", type=float, default=0, metavar="G",
                    help="GPUs per Ray worker (default 0; with G > 0 use --device cuda)")
     p.set_defaults(func=_cmd_restore)

@@ -130,15 +130,16 @@ def restore_rows(args: argparse.Namespace, jobs: list[tuple[Path, Path]], *,
     ctx.enable_progress_bars = False     # and recorded as failed below
     options = {k: v for k, v in vars(args).items() if k != "func"}
     workers = args.workers or max(1, int(ray.available_resources().get("CPU", 1)) // 2)
+    per_task = max(1, args.batch_size)
     ds = ray.data.from_items([{"input": str(s), "output": str(o)} for s, o in jobs],
-                             override_num_blocks=max(1, len(jobs)))
+                             override_num_blocks=max(1, -(-len(jobs) // per_task)))
     with warnings.catch_warnings():
         # Ray Data retries a dead actor's task forever by default; a bounded retry is only
         # expressible through the remote args, which Ray 2.60 marks deprecated (removal
         # planned for 2.64, hence the extra's upper bound) without a named replacement yet
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
         results = ds.map_batches(
-            worker_cls, fn_constructor_kwargs={"options": options}, batch_size=1,
+            worker_cls, fn_constructor_kwargs={"options": options}, batch_size=per_task,
             compute=ActorPoolStrategy(size=workers), num_gpus=args.gpus_per_worker or None,
             num_cpus=max(1, int(ray.available_resources().get("CPU", 1)) // workers),
             max_restarts=-1, max_task_retries=ATTEMPTS - 1)

@@ -63,7 +63,8 @@ def test_ray_restores_like_the_local_engine_and_resumes(cluster, photos, models,
         assert np.abs(local - far).max() <= 1
     capsys.readouterr()
     (photos / "broken.png").unlink()
-    assert main(["restore", *common, "-o", str(tmp_path / "ray"), "--engine", "ray"]) == 0
+    assert main(["restore", *common, "-o", str(tmp_path / "ray"), "--engine", "ray",
+                 "--batch-size", "3"]) == 0
     assert "restored 0, skipped 4" in capsys.readouterr().out
 
 
