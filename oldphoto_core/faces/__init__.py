@@ -22,13 +22,14 @@ from .detect import (
     find_insightface_model,
     make_face_detector,
 )
-from .enhance import enhance_crops, enhance_faces, faces_per_chunk
+from .enhance import CropRestorer, enhance_crops, enhance_faces, faces_per_chunk, restore_crops_with
 from .restore import restore_faces
 from .types import FACE_POINTS, Face
 
 __all__ = [
     "BlendWindow", "DETECTOR_KINDS", "FACE_POINTS", "Face", "FaceDetector", "TEMPLATE_SCALE",
     "align_faces", "blend_faces", "blend_window", "detect_faces", "enhance_crops",
-    "enhance_faces", "estimate_similarity", "face_template", "faces_per_chunk",
+    "enhance_faces", "CropRestorer", "restore_crops_with", "estimate_similarity",
+    "face_template", "faces_per_chunk",
     "find_insightface_model", "make_face_detector", "match_histograms", "restore_faces",
 ]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
@@ -21,7 +22,8 @@ from .types import Face
 if TYPE_CHECKING:
     from ..loading import ModelDescriptor
 
-__all__ = ["FaceModel", "enhance_crops", "enhance_faces", "faces_per_chunk"]
+__all__ = ["CropRestorer", "FaceModel", "enhance_crops", "enhance_faces", "faces_per_chunk",
+           "restore_crops_with"]
 
 # Peak activation memory of the SPADE generator per face, in values per crop pixel (measured on
 # CPU, float32: about 180 MB per 256 px face and 780 MB per 512 px face, with some margin).
@@ -129,7 +131,36 @@ def enhance_crops(crops: torch.Tensor, model: FaceModel, *,
     return out
 
 
-def enhance_faces(faces: list[list[Face]], model: FaceModel, *,
+#: Any face restorer working on aligned crops (CodeFormer, GFPGAN, GPEN ... wrapped by a user):
+#: ``[F, 3, S, S]`` float in [0, 1] -> ``[F, 3, S', S']`` in [0, 1], any side ``S'``.
+CropRestorer = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _is_crop_restorer(model: object) -> bool:
+    return callable(model) and not isinstance(model, nn.Module) and not hasattr(model, "arch")
+
+
+def restore_crops_with(fn: CropRestorer, crops: torch.Tensor) -> torch.Tensor:
+    """Run another restorer on aligned crops; its output is checked and brought back to the
+    crops' size (antialiased bilinear), dtype and device, so the blend needs nothing else.
+
+    Raises:
+        InputError: the restorer returned something other than one crop per input crop.
+    """
+    out = fn(crops)
+    n, _, s, _ = crops.shape
+    if not isinstance(out, torch.Tensor) or out.ndim != 4 or out.shape[:2] != (n, 3):
+        shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InputError(f"the face restorer returned {shape} for {n} crops; expected "
+                         f"[{n}, 3, H, W] in [0, 1]")
+    out = out.to(device=crops.device, dtype=torch.float32)
+    if out.shape[-2:] != (s, s):
+        out = F.interpolate(out, size=(s, s), mode="bilinear", antialias=True,
+                            align_corners=False)
+    return out.clamp_(0.0, 1.0)
+
+
+def enhance_faces(faces: list[list[Face]], model: FaceModel | CropRestorer, *,
                   device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                   memory_budget_mb: float | None = None,
                   progress: Progress | None = None) -> list[list[Face]]:
@@ -137,7 +168,9 @@ def enhance_faces(faces: list[list[Face]], model: FaceModel, *,
 
     Args:
         faces: per batch item, aligned faces (see :func:`~oldphoto_core.faces.align_faces`).
-        model, device, dtype, memory_budget_mb, progress: see :func:`enhance_crops`.
+        model: the SPADE face model (see :func:`enhance_crops`), or any :data:`CropRestorer`
+            (a plain callable on crops: another restorer, see :func:`restore_crops_with`).
+        device, dtype, memory_budget_mb, progress: see :func:`enhance_crops` (SPADE only).
 
     Returns:
         Per item, new :class:`Face` records with ``enhanced`` ([3, S, S] float32 in [0, 1]).
@@ -154,7 +187,10 @@ def enhance_faces(faces: list[list[Face]], model: FaceModel, *,
     if len(sizes) != 1:
         raise InputError(f"enhance_faces: all aligned crops must have one size, got {sizes}")
     crops = torch.stack([f.aligned for f in flat])
-    enhanced = enhance_crops(crops, model, device=device, dtype=dtype,
-                             memory_budget_mb=memory_budget_mb, progress=progress)
+    if _is_crop_restorer(model):
+        enhanced = restore_crops_with(model, crops)
+    else:
+        enhanced = enhance_crops(crops, model, device=device, dtype=dtype,
+                                 memory_budget_mb=memory_budget_mb, progress=progress)
     it = iter(range(len(flat)))
     return [[f.with_(enhanced=enhanced[next(it)]) for f in item] for item in faces]

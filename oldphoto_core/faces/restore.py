@@ -9,13 +9,14 @@ from ._image import check_images
 from .align import align_faces
 from .blend import blend_faces
 from .detect import FaceDetector, detect_faces
-from .enhance import FaceModel, Progress, enhance_faces
+from .enhance import CropRestorer, FaceModel, Progress, enhance_faces
 from .types import Face
 
 __all__ = ["restore_faces"]
 
 
-def restore_faces(images: torch.Tensor, detector: FaceDetector | None, enhancer: FaceModel, *,
+def restore_faces(images: torch.Tensor, detector: FaceDetector | None,
+                  enhancer: FaceModel | CropRestorer, *,
                   face_size: int = 256, faces: list[list[Face]] | None = None,
                   device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                   memory_budget_mb: float | None = None,
@@ -32,7 +33,9 @@ def restore_faces(images: torch.Tensor, detector: FaceDetector | None, enhancer:
             given (or to do nothing).
         enhancer: the face model (``ModelDescriptor`` of kind ``face_enhancer`` or
             ``nn.Module``), trained for ``face_size`` (256: ``Setting_9_epoch_100``, 512:
-            ``FaceSR_512``).
+            ``FaceSR_512``); or any callable on aligned crops (``[F, 3, S, S]`` in [0, 1] ->
+            ``[F, 3, S', S']``: CodeFormer, GFPGAN ... wrapped by the caller), whose output is
+            resized to ``face_size`` and blended the same way.
         face_size: aligned crop side (256 or 512).
         faces: detections to use instead of running ``detector`` (one list per item).
         device, dtype: where the generator runs (default: the model's).
