@@ -27,8 +27,8 @@ from PIL import Image
 
 from .errors import InputError, OutputError
 
-__all__ = ["ImageInfo", "read_image", "write_image", "probe_image", "IMAGE_SUFFIXES",
-           "opencv_pixel_limit"]
+__all__ = ["ImageInfo", "read_image", "write_image", "to_integer", "probe_image",
+           "IMAGE_SUFFIXES", "opencv_pixel_limit"]
 
 #: The formats a folder run takes, by suffix (lower case): those :func:`read_image` reads with
 #: any supported OpenCV (>= 4.8) and Pillow, checked one by one in ``tests/test_imageio.py``.
@@ -238,6 +238,23 @@ def _to_tensor(p: Path, arr: np.ndarray, orientation: int) -> tuple[torch.Tensor
     return out, ImageInfo(bit_depth=depth, channels=len(order))
 
 
+def to_integer(image: torch.Tensor, bit_depth: int = 8,
+               order: list[int] | None = None) -> np.ndarray:
+    """``[C, H, W]`` float 0..1 -> ``[H, W, C']`` uint8 or uint16 (rounded half up), with the
+    channels in ``order`` (default: as they are). What every written file stores, so an
+    array handed to a caller holds the same levels as the PNG the CLI would write.
+
+    Quantised plane by plane: the only full-size copy is the integer array.
+    """
+    scale, dtype = (65535.0, np.uint16) if bit_depth == 16 else (255.0, np.uint8)
+    order = list(range(image.shape[0])) if order is None else order
+    arr = np.empty((image.shape[1], image.shape[2], len(order)), dtype=dtype)
+    for dst, src in enumerate(order):  # one plane at a time: no full-size float temporaries
+        plane = image[src].detach().float().cpu().clamp(0, 1).mul_(scale).add_(0.5).floor_()
+        arr[..., dst] = plane.numpy()
+    return arr
+
+
 def write_image(path: str | os.PathLike[str], image: torch.Tensor, *, bit_depth: int = 8) -> None:
     """Write ``[1, C, H, W]`` or ``[C, H, W]`` float 0..1 (C = 1, 3, 4) as 8- or 16-bit.
 
@@ -251,12 +268,8 @@ def write_image(path: str | os.PathLike[str], image: torch.Tensor, *, bit_depth:
     if x.ndim != 3 or x.shape[0] not in (1, 3, 4):
         raise InputError(f"write_image: expected [C, H, W] with C = 1, 3 or 4, got shape "
                          f"{tuple(image.shape)}")
-    scale, dtype = (65535.0, np.uint16) if bit_depth == 16 else (255.0, np.uint8)
     order = {1: [0], 3: [2, 1, 0], 4: [2, 1, 0, 3]}[x.shape[0]]  # to OpenCV's BGR(A)
-    arr = np.empty((x.shape[1], x.shape[2], len(order)), dtype=dtype)
-    for dst, src in enumerate(order):  # one plane at a time: no full-size float temporaries
-        plane = x[src].detach().float().cpu().clamp(0, 1).mul_(scale).add_(0.5).floor_()
-        arr[..., dst] = plane.numpy()
+    arr = to_integer(x, bit_depth, order)
     p = Path(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)

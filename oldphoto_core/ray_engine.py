@@ -64,10 +64,11 @@ class RestoreWorker:
                                                 "width", "height", "seconds")}
         for src, dst in zip(batch["input"], batch["output"], strict=True):
             src, dst = str(src), str(dst)
-            if is_uri(src) or is_uri(dst):
+            exists = remote_paths.uri_exists(dst) if is_uri(dst) else Path(dst).exists()
+            if exists and not self.args.overwrite:
+                row = skipped_row(src, dst)
+            elif is_uri(src) or is_uri(dst):
                 row = self._remote(src, dst)
-            elif Path(dst).exists() and not self.args.overwrite:
-                row = skipped_row(Path(src), Path(dst))
             else:
                 row, _ = restore_job(self.restorer, self.args, Path(src), Path(dst))
             out["input"].append(row.input)
@@ -80,13 +81,9 @@ class RestoreWorker:
             out["seconds"].append(row.seconds if row.seconds is not None else -1.0)
         return out
 
-
     def _remote(self, src: str, dst: str) -> ManifestRow:
         """A photo on another filesystem: copied in, restored as a local file, copied out."""
         from .restore_cli import describe_failure, restore_job
-        exists = remote_paths.uri_exists(dst) if is_uri(dst) else Path(dst).exists()
-        if exists and not self.args.overwrite:
-            return ManifestRow(src, dst, "skipped", error="the output exists (--overwrite to redo)")
         with tempfile.TemporaryDirectory(prefix="oldphoto-") as tmp:
             try:
                 local = remote_paths.fetch(src, Path(tmp)) if is_uri(src) else Path(src)
@@ -179,6 +176,8 @@ def restore_options(**options: Any) -> argparse.Namespace:
     """``oldphoto restore`` options with the command line's defaults, ``options`` replacing
     some (``models``, ``scratch``, ``hr``, ``faces``, ``face_size``, ``precision``,
     ``max_megapixels``, ``device`` ...): the one place defaults are defined is the parser.
+    One exception: ``faces`` defaults to ``off`` (a pipeline step should not start face
+    detection unasked).
 
     Raises:
         OldPhotoError: an option the command line does not have.
@@ -211,25 +210,21 @@ class DatasetWorker:
         import numpy as np
         import torch
 
-        from .imageio import read_image
+        from .imageio import read_image, to_integer
+        from .restore_cli import restore_image
         if "image" in row:
             arr = np.asarray(row["image"])
             arr = arr[..., None] if arr.ndim == 2 else arr
-            scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(arr.dtype, 1.0)
+            bits = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(arr.dtype)
+            scale = {8: 255.0, 16: 65535.0}.get(bits, 1.0)
             image = torch.from_numpy(arr.astype(np.float32) / scale).permute(2, 0, 1)[None]
-            dtype = arr.dtype
         else:
             image, info = read_image(str(row["path"]))
-            dtype = np.dtype(np.uint16 if info.bit_depth == 16 else np.uint8)
-            scale = 65535.0 if info.bit_depth == 16 else 255.0
-        a = self.args
-        result = self.restorer.restore(image.clamp(0, 1), scratch=a.scratch, hr=a.hr,
-                                       faces=a.faces, face_size=a.face_size,
-                                       keep_gray=not a.force_rgb)
-        out = result.images[0].permute(1, 2, 0).numpy()
-        if dtype != np.float32 and dtype != np.float64:
-            out = np.clip(np.rint(out * scale), 0, scale).astype(dtype)
-        return out, result.mode
+            bits = info.bit_depth
+        result = restore_image(self.restorer, self.args, image.clamp(0, 1))
+        if bits is None:  # float in, float out
+            return result.images[0].permute(1, 2, 0).numpy(), result.mode
+        return to_integer(result.images[0], bits), result.mode  # the levels a PNG would hold
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np

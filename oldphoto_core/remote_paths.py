@@ -14,7 +14,6 @@ import shutil
 from pathlib import Path, PurePosixPath
 
 from .errors import InputError, OutputError
-from .imageio import IMAGE_SUFFIXES
 
 __all__ = ["is_uri", "list_uri_inputs", "uri_exists", "fetch", "upload", "join_uri",
            "uri_output"]
@@ -68,20 +67,17 @@ def list_uri_inputs(uri: str) -> tuple[list[str], list[tuple[str, str]]]:
         raise InputError(f"{uri}: no such file or folder")
     if info.type == pafs.FileType.File:
         return [uri], []
+    from .restore_cli import why_not_taken
     photos, not_taken = [], []
     for entry in sorted(fs.get_file_info(pafs.FileSelector(path, recursive=False)),
                         key=lambda e: e.base_name):
-        name = entry.base_name
-        child = join_uri(uri, name)
-        suffix = PurePosixPath(name).suffix.lower()
-        if name.startswith("."):
-            not_taken.append((child, "hidden file (name starts with '.')"))
-        elif entry.type == pafs.FileType.Directory:
-            not_taken.append((child, "a subfolder (not entered: name it)"))
-        elif suffix not in IMAGE_SUFFIXES:
-            not_taken.append((child, f"not an accepted image format ({suffix or 'no extension'})"))
-        else:
+        child = join_uri(uri, entry.base_name)
+        reason = why_not_taken(entry.base_name, entry.type == pafs.FileType.Directory,
+                               patterns=False)
+        if reason is None:
             photos.append(child)
+        else:
+            not_taken.append((child, reason))
     return photos, not_taken
 
 

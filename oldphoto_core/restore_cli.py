@@ -30,7 +30,8 @@ from .models import ROLES, default_models_dir, resolve_models
 from .pipeline import Restorer
 
 __all__ = ["Inputs", "collect_inputs", "output_path", "run_restore", "describe_failure",
-           "build_restorer", "restore_job", "skipped_row", "report"]
+           "build_restorer", "restore_image", "restore_job", "skipped_row", "report",
+           "why_not_taken"]
 
 
 @dataclass
@@ -49,14 +50,18 @@ class Inputs:
     not_taken: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def _why_not_taken(p: Path) -> str | None:
-    """``None`` when a folder or pattern entry is taken, else the reason it is not."""
-    if p.name.startswith("."):
+def why_not_taken(name: str, is_dir: bool, *, patterns: bool = True) -> str | None:
+    """``None`` when a folder (or pattern) entry is taken, else the reason it is not; the
+    same rule for local folders and, in the Ray engine, folders on other filesystems
+    (``patterns=False``: no glob there to suggest)."""
+    suffix = Path(name).suffix
+    if name.startswith("."):
         return "hidden file (name starts with '.')"
-    if p.is_dir():
-        return "a subfolder (not entered: name it, or use a pattern such as DIR/**/*)"
-    if p.suffix.lower() not in IMAGE_SUFFIXES:
-        return (f"not an accepted image format ({p.suffix or 'no extension'}; accepted: "
+    if is_dir:
+        return ("a subfolder (not entered: name it" +
+                (", or use a pattern such as DIR/**/*)" if patterns else ")"))
+    if suffix.lower() not in IMAGE_SUFFIXES:
+        return (f"not an accepted image format ({suffix or 'no extension'}; accepted: "
                 f"{' '.join(IMAGE_SUFFIXES)})")
     return None
 
@@ -81,7 +86,7 @@ def collect_inputs(specs: list[str]) -> Inputs:
             continue
         taken = 0
         for entry in entries:
-            reason = _why_not_taken(entry)
+            reason = why_not_taken(entry.name, entry.is_dir())
             if reason is None:
                 files.append(entry)
                 taken += 1
@@ -170,6 +175,15 @@ def _prepare_output(outdir: Path) -> None:
         raise OutputError(f"output folder {outdir}: no permission to write there")
 
 
+def restore_image(restorer: Restorer, args: argparse.Namespace, image: torch.Tensor,
+                  progress=None):
+    """``restorer.restore`` with the options of ``args`` (one place maps options to the call,
+    for files and for the arrays of the Ray dataset API)."""
+    return restorer.restore(image, scratch=args.scratch, hr=args.hr, faces=args.faces,
+                            face_size=args.face_size, keep_gray=not args.force_rgb,
+                            progress=progress)
+
+
 def _restore_one(restorer: Restorer, args: argparse.Namespace, src: Path,
                  out: Path) -> tuple[str, str, tuple[int, int]]:
     """Restore one file and write it; returns the log line, the mode and the input's
@@ -178,9 +192,7 @@ def _restore_one(restorer: Restorer, args: argparse.Namespace, src: Path,
                         faces=args.faces != "off")  # before decoding a single pixel
     image, info = read_image(src)
     with _AttentionBar(src.name) as bar:
-        result = restorer.restore(image, scratch=args.scratch, hr=args.hr, faces=args.faces,
-                                  face_size=args.face_size, keep_gray=not args.force_rgb,
-                                  progress=bar.update)
+        result = restore_image(restorer, args, image, progress=bar.update)
     del image
     tmp = out.with_name(out.name + ".part.png")
     try:
@@ -249,7 +261,7 @@ def restore_job(restorer: Restorer, args: argparse.Namespace, src: Path,
                         seconds=time.perf_counter() - t0), line)
 
 
-def skipped_row(src: Path, out: Path) -> ManifestRow:
+def skipped_row(src: Path | str, out: Path | str) -> ManifestRow:
     return ManifestRow(str(src), str(out), "skipped",
                        error="the output exists (--overwrite to redo)")
 
