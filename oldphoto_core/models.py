@@ -21,10 +21,12 @@ import torch
 from .errors import CheckpointError, OldPhotoError
 from .loading import ModelDescriptor, load_model, peek_state_dict
 from .registry import detect_architecture
+from .stages.tone import TONES
 
 __all__ = ["Role", "ROLES", "ModelStore", "MissingModelsError", "default_models_dir",
            "required_roles", "scan_models_dir", "BUNDLED_LABEL", "bundled_dir", "bundled_files",
-           "manifest_files", "candidate_dirs", "resolve_models"]
+           "manifest_files", "read_manifest", "ModelSetManifest", "candidate_dirs",
+           "resolve_models"]
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
 
@@ -99,28 +101,49 @@ def bundled_dir() -> Path:
     return Path(__file__).resolve().parent / "weights" / "default"
 
 
-def manifest_files(folder: Path) -> dict[str, Path] | None:
-    """``role -> file`` from ``folder/manifest.json`` (a model set written by
-    ``python -m training recipe``), or ``None`` when the folder has no manifest.
+@dataclass(frozen=True)
+class ModelSetManifest:
+    """A model set's ``manifest.json`` (written by ``python -m training recipe``).
 
-    The roles are explicit in a manifest, not recognised: a set's one clean-photo VAE serves
-    both ``vae_b_quality`` and ``vae_b_scratch``, which no file name could say.
+    Attributes:
+        files: ``role -> file``. The roles are explicit, not recognised: a set's one
+            clean-photo VAE serves both ``vae_b_quality`` and ``vae_b_scratch``, which no file
+            name could say.
+        tone: how restorations with this set set their output tone
+            (:mod:`oldphoto_core.stages.tone`): ``"reference"`` unless the set says otherwise.
+    """
+
+    files: dict[str, Path]
+    tone: str = "reference"
+
+
+def read_manifest(folder: Path) -> ModelSetManifest | None:
+    """``folder/manifest.json``, or ``None`` when the folder has none.
 
     Raises:
-        CheckpointError: an unreadable manifest, or one naming unknown roles.
+        CheckpointError: an unreadable manifest, one naming unknown roles or an unknown tone.
     """
     manifest = folder / BUNDLED_MANIFEST
     if not manifest.is_file():
         return None
     try:
-        roles = json.loads(manifest.read_text())["roles"]
-        files = {str(role): folder / str(name) for role, name in roles.items()}
+        data = json.loads(manifest.read_text())
+        files = {str(role): folder / str(name) for role, name in data["roles"].items()}
+        tone = str(data.get("tone", "reference"))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{manifest}: not a model-set manifest ({exc})") from exc
     unknown = sorted(set(files) - set(ROLES))
     if unknown:
         raise CheckpointError(f"{manifest}: unknown roles {unknown}; known: {sorted(ROLES)}")
-    return files
+    if tone not in TONES:
+        raise CheckpointError(f"{manifest}: unknown tone {tone!r}; known: {list(TONES)}")
+    return ModelSetManifest(files, tone)
+
+
+def manifest_files(folder: Path) -> dict[str, Path] | None:
+    """``role -> file`` of :func:`read_manifest`, ``None`` without a manifest."""
+    manifest = read_manifest(folder)
+    return None if manifest is None else manifest.files
 
 
 def bundled_files() -> dict[str, Path]:
@@ -249,9 +272,11 @@ class ModelStore:
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
         self.root = Path(root) if root is not None else default_models_dir()
         self.device, self.dtype = torch.device(device), dtype
-        listed = manifest_files(self.root) if self.root.is_dir() else None
-        self.files, self.notes = ((listed, []) if listed is not None
+        listed = read_manifest(self.root) if self.root.is_dir() else None
+        self.files, self.notes = ((listed.files, []) if listed is not None
                                   else scan_models_dir(self.root))
+        #: the output tone this set asks for (:mod:`oldphoto_core.stages.tone`)
+        self.tone = listed.tone if listed is not None else "reference"
         self._loaded: dict[str, ModelDescriptor] = {}
         #: which set this is, for log lines ("checkpoints in models", BUNDLED_LABEL ...)
         self.label = f"checkpoints in {self.root}"
@@ -275,6 +300,7 @@ class ModelStore:
         store.notes = []
         store._loaded = {}
         store.label = "chosen files"
+        store.tone = "reference"
         return store
 
     def missing(self, roles: list[str]) -> list[str]:

@@ -28,9 +28,9 @@ from .stages.restore import (
     encode_old,
     map_latent,
     quality_working_size,
-    reference_stretch,
 )
 from .stages.scratch import detect_scratches, dilate_mask, luma
+from .stages.tone import TONES, apply_tone
 
 __all__ = ["Restorer", "RestoreResult", "SCRATCH_MODES", "FACE_MODES"]
 
@@ -76,7 +76,11 @@ class Restorer:
         scratch_threshold: detector probability threshold (0.4, the reference's).
         auto_min_coverage: in ``scratch="auto"``, the share of scratch pixels from which the
             scratch path is taken (below it the photo goes through the quality path).
-        stretch: ``"reference"`` (the reference's min-max stretch of the output) or ``"none"``.
+        tone: how the output's brightness, contrast and colour cast are set
+            (:mod:`oldphoto_core.stages.tone`): ``"auto"`` (what the model set asks for:
+            ``"reference"`` for the published checkpoints, ``"anchor"`` for the bundled set),
+            ``"reference"`` (the reference's min-max stretch), ``"anchor"`` (the input's tone)
+            or ``"none"``.
         insightface_root: folder of insightface model packs (for ``faces="insightface"/"auto"``).
         tile: run the convolutional stacks in exact strips: ``"on"``, ``"off"`` or ``"auto"``
             (from ``tile_from_megapixels``). Attention stays global; results are the same up to
@@ -93,7 +97,7 @@ class Restorer:
 
     def __init__(self, models: ModelStore | str | None = None, *,
                  device: torch.device | str = "cpu", scratch_threshold: float = 0.4,
-                 auto_min_coverage: float = 0.001, stretch: str = "reference",
+                 auto_min_coverage: float = 0.001, tone: str = "auto",
                  insightface_root: str | None = None, tile: str = "auto",
                  tile_from_megapixels: float = 2.0, precision: str = "exact",
                  max_megapixels: float | None = None, check_memory: bool = True) -> None:
@@ -101,7 +105,9 @@ class Restorer:
             models, device=device)
         self.scratch_threshold = scratch_threshold
         self.auto_min_coverage = auto_min_coverage
-        self.stretch = stretch
+        if tone not in ("auto", *TONES):
+            raise InputError(f"tone must be 'auto' or one of {TONES}, got {tone!r}")
+        self.tone = self.store.tone if tone == "auto" else tone
         self.insightface_root = insightface_root
         if tile not in ("auto", "on", "off"):
             raise InputError(f"tile must be 'auto', 'on' or 'off', got {tile!r}")
@@ -232,7 +238,7 @@ class Restorer:
         tile = self._tile(work_in)
         latent = encode_old(work_in, self.store.get("vae_a"), tile=tile)
         clean = map_latent(latent, self.store.get("mapping_quality"), tile=tile)
-        working = self._decode(clean, "vae_b_quality", tile)
+        working = self._decode(clean, "vae_b_quality", tile, work_in)
         working["input"] = work_in
         out = pil_resize(working["stretched"], tuple(rgb.shape[-2:]), "bicubic")
         mask = torch.zeros_like(rgb[:, :1])
@@ -266,16 +272,20 @@ class Restorer:
         latent = encode_old(work_in, self.store.get("vae_a"), mask=net_mask, tile=tile)
         clean = map_latent(latent, self.store.get("mapping_hr" if hr else "mapping_scratch"),
                            mask=net_mask, tile=tile, progress=progress)
-        working = self._decode(clean, "vae_b_scratch", tile)
+        working = self._decode(clean, "vae_b_scratch", tile, work_in, mask)
         working.update(input=work_in, mask=mask)
         out = pil_resize(working["stretched"], (h, w), "bicubic")
         return out, _resize_mask(mask, (h, w)), working, "hr" if hr else "scratch"
 
-    def _decode(self, clean, role: str, tile: bool) -> dict[str, torch.Tensor]:
+    def _decode(self, clean, role: str, tile: bool, source: torch.Tensor,
+                mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Decode at the working size, then set the tone (``source``: the network's input at
+        that size; ``mask``: its scratches, which lend no tone)."""
         plain = decode_clean(clean, self.store.get(role), stretch="none", restore_size=False,
                              tile=tile)
-        stretched = reference_stretch(plain) if self.stretch == "reference" else plain
-        return {"restored": plain, "stretched": stretched}
+        if self.tone == "none":  # decode_clean clamped already: no copy
+            return {"restored": plain, "stretched": plain}
+        return {"restored": plain, "stretched": apply_tone(plain, self.tone, source, mask)}
 
 
 def _mode_name(scratch: str, hr: bool) -> str:

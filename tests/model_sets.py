@@ -33,8 +33,9 @@ _FILES = {
 TINY_ROLES = tuple(r for _, _, roles in _FILES.values() for r in roles)
 
 
-def write_tiny_set(folder: Path, seed: int = 0) -> dict[str, Path]:
-    """Write the set into ``folder`` (created); returns ``role -> file``."""
+def write_tiny_set(folder: Path, seed: int = 0, tone: str = "anchor") -> dict[str, Path]:
+    """Write the set into ``folder`` (created); returns ``role -> file``. Its manifest asks
+    for ``tone`` (the bundled set's ``"anchor"`` by default)."""
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     roles: dict[str, str] = {}
@@ -42,5 +43,6 @@ def write_tiny_set(folder: Path, seed: int = 0) -> dict[str, Path]:
         save_safetensors(make().state_dict(), folder / name, arch_id=arch_id,
                          metadata={"oldphoto.role": served[0]})
         roles.update({r: name for r in served})
-    (folder / "manifest.json").write_text(json.dumps({"set": "tiny", "roles": roles}))
+    (folder / "manifest.json").write_text(json.dumps({"set": "tiny", "roles": roles,
+                                                                "tone": tone}))
     return {r: folder / n for r, n in roles.items()}

@@ -20,6 +20,7 @@ from ..numerics import network_math
 from ..progress import Progress, reporting
 from ..resample import pil_resize, round_to_multiple
 from ..tiling import tiled_runner
+from .tone import reference_stretch
 
 __all__ = ["OldPhotoLatent", "encode_old", "map_latent", "decode_clean", "paint_holes",
            "quality_working_size", "reference_stretch", "LATENT_SCALE"]
@@ -156,19 +157,6 @@ def _mask_at_working_size(mask: torch.Tensor, latent: OldPhotoLatent) -> torch.T
         pb, pr = latent.padding
         return F.pad(m.float(), (0, pr, 0, pb), mode="replicate")
     return F.interpolate(m.float(), latent.working_size, mode="nearest")
-
-
-def reference_stretch(image: torch.Tensor) -> torch.Tensor:
-    """The reference's save-time min-max stretch, per batch item over all channels.
-
-    ``torchvision.utils.save_image(normalize=True)`` maps each saved image's minimum to 0 and
-    maximum to 1 (divisor at least 1e-5). It is a quirk of how the reference writes PNGs, kept by
-    default so outputs match it; ``stretch="none"`` gives the network's output as it is.
-    """
-    flat = image.flatten(1)
-    lo = flat.min(dim=1).values.view(-1, 1, 1, 1)
-    hi = flat.max(dim=1).values.view(-1, 1, 1, 1)
-    return ((image.clamp(lo, hi) - lo) / torch.clamp(hi - lo, min=1e-5))
 
 
 def decode_clean(latent: OldPhotoLatent, vae: ModelDescriptor, *,

@@ -60,8 +60,12 @@ class Step:
 
 @dataclass(frozen=True)
 class Recipe:
+    """A model set's recipe: ``steps`` in order, and the output ``tone`` its manifest asks
+    restorations to use (:mod:`oldphoto_core.stages.tone`)."""
+
     name: str
     steps: tuple[Step, ...]
+    tone: str = "reference"
 
 
 def _generator(out: Path, step: Step) -> Path:
@@ -212,7 +216,8 @@ def assemble(recipe: Recipe, out: Path, record: dict[str, Any]) -> Path:
             roles.update({role: name for role in served})
             rows.append((step, name, served, src))
     (models / MANIFEST).write_text(json.dumps(
-        {"set": recipe.name, "roles": dict(sorted(roles.items()))}, indent=2) + "\n")
+        {"set": recipe.name, "roles": dict(sorted(roles.items())), "tone": recipe.tone},
+        indent=2) + "\n")
     from .card import write_card
     write_card(models / CARD, recipe, out, record, rows)
     return models

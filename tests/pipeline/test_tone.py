@@ -1,0 +1,119 @@
+"""Output tone (oldphoto_core.stages.tone): the levels stretch, the anchoring to the input's
+low frequencies, and which tone a Restorer uses for which model set."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from oldphoto_core import Restorer
+from oldphoto_core.errors import CheckpointError, InputError
+from oldphoto_core.models import ModelStore
+from oldphoto_core.stages.tone import (
+    ANCHOR_CLIP,
+    anchor_tone,
+    apply_tone,
+    reference_stretch,
+    stretch_levels,
+)
+
+
+def _photo(seed: int = 0, size: tuple[int, int] = (48, 64)) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(2, 3, *size, generator=g)
+
+
+def test_reference_stretch_maps_min_and_max_of_each_item_to_0_and_1():
+    x = _photo() * 0.5 + 0.2
+    y = reference_stretch(x)
+    for item in y:
+        assert item.min() == 0 and item.max() == 1
+    # an affine map of the values: ranks and ratios of differences are kept
+    item, src = y[0].flatten(), x[0].flatten()
+    assert torch.allclose((item - item[0]) * (src.max() - src.min()), src - src[0], atol=1e-6)
+
+
+def test_clipped_levels_match_the_exact_quantiles_within_one_histogram_bin():
+    x = _photo(1).pow(2)  # skewed values
+    clip = 0.02
+    y = stretch_levels(x, clip)
+    for xi, yi in zip(x, y, strict=True):
+        lo, hi = torch.quantile(xi.flatten(), torch.tensor([clip, 1 - clip]))
+        expected = ((xi.clamp(lo, hi) - lo) / (hi - lo))
+        # the histogram's quantiles are off by at most one bin (1/4096) at each end, which
+        # moves a stretched value by at most 2 bins relative to the range
+        assert (yi - expected).abs().max() <= 2 / 4096 / float(hi - lo) + 1e-6
+
+
+def test_stretch_levels_refuses_a_clip_of_half_or_more():
+    with pytest.raises(InputError):
+        stretch_levels(_photo(), 0.5)
+
+
+def test_anchoring_an_image_to_itself_changes_nothing():
+    x = _photo(2)
+    assert torch.allclose(anchor_tone(x, x), x, atol=1e-6)
+
+
+def test_anchoring_gives_back_the_source_tone_the_encoder_cannot_see():
+    """A faded, darkened copy decoded with the right detail but the wrong global tone: the
+    anchored result has the source's global tone again (means agree closely)."""
+    source = _photo(3, (64, 64))
+    wrong = (source * 0.5 + 0.4).clamp(0, 1)  # what a decoder guessing the tone might give
+    anchored = anchor_tone(wrong, source)
+    assert (anchored.mean((2, 3)) - source.mean((2, 3))).abs().max() < 0.02
+    assert (wrong.mean((2, 3)) - source.mean((2, 3))).abs().max() > 0.1
+
+
+def test_masked_source_pixels_lend_no_tone():
+    image, source = _photo(4), _photo(5)
+    mask = torch.zeros(2, 1, 48, 64)
+    mask[:, :, 20:24, :] = 1  # a horizontal scratch
+    a = anchor_tone(image, source, mask)
+    scratched = source.clone()
+    scratched[:, :, 20:24, :] = 1.0  # the scratch painted white in the input
+    b = anchor_tone(image, scratched, mask)
+    assert torch.equal(a, b)
+
+
+def test_anchor_tone_needs_a_source_and_equal_sizes():
+    with pytest.raises(InputError, match="source"):
+        apply_tone(_photo(), "anchor")
+    with pytest.raises(InputError, match="differ"):
+        anchor_tone(_photo(), _photo(0, (32, 32)))
+    with pytest.raises(InputError, match="tone"):
+        apply_tone(_photo(), "sepia")
+
+
+def test_apply_tone_anchor_stretches_the_levels_after_anchoring():
+    image, source = _photo(6), _photo(7) * 0.6 + 0.2
+    y = apply_tone(image, "anchor", source)
+    assert torch.equal(y, stretch_levels(anchor_tone(image, source), ANCHOR_CLIP))
+
+
+def test_the_restorer_uses_the_tone_its_model_set_asks_for(tiny_bundled_set):
+    restorer = Restorer()
+    assert restorer.tone == "anchor"  # the bundled set's manifest says so
+    assert Restorer(tone="reference").tone == "reference"
+    with pytest.raises(InputError, match="tone"):
+        Restorer(tone="sepia")
+    photo = _photo(8, (32, 32))[:1]
+    anchored = restorer.restore(photo, scratch="off")
+    plain = Restorer(tone="none").restore(photo, scratch="off")
+    expected = apply_tone(plain.working["restored"], "anchor", plain.working["input"])
+    assert torch.allclose(anchored.working["stretched"], expected, atol=1e-6)
+
+
+def test_published_layout_folders_keep_the_reference_tone(tmp_path):
+    assert ModelStore(tmp_path).tone == "reference"
+    assert ModelStore.from_files({}).tone == "reference"
+
+
+def test_a_manifest_with_an_unknown_tone_is_refused(tmp_path, tiny_bundled_set):
+    folder = next(iter(tiny_bundled_set.values())).parent
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "tone": "sepia"}))
+    with pytest.raises(CheckpointError, match="tone"):
+        ModelStore(tmp_path)
