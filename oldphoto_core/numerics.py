@@ -5,8 +5,8 @@
   parity kit (``benchmarks/gpu_precision.py``) that moves every network of the paper beyond its
   parity tolerance (``mapping_scratch`` by 0.1 where 6e-4 is allowed; bf16/fp16 much further),
   while strict fp32 stays within it. On CPUs, wide 3x3 convolutions use Winograd's F(4x4, 3x3)
-  (:mod:`oldphoto_core.winograd`): an exact algorithm whose float32 rounding differs from the
-  direct one at the 1e-6 level, and which does about 4x fewer multiply-adds.
+  (:mod:`oldphoto_core.runtime.winograd`): an exact algorithm whose float32 rounding differs
+  from the direct one at the 1e-6 level, and which does about 4x fewer multiply-adds.
 * ``"direct"``: as ``"exact"``, with every convolution and normalisation computed by
   PyTorch's own layers (direct convolutions, ``F.instance_norm``, separate padding), for
   bit-for-bit comparisons with the reference implementation.
@@ -25,7 +25,7 @@ from contextvars import ContextVar
 
 import torch
 
-from .winograd import workspace
+from .runtime.winograd import workspace
 
 __all__ = ["use_precision", "network_math", "fast_kernels", "PRECISIONS"]
 
@@ -58,7 +58,7 @@ def fast_kernels() -> bool:
 @contextmanager
 def network_math() -> Iterator[None]:
     """Inference mode with the TF32 flags set for the current precision, restored after, and
-    a :func:`~oldphoto_core.winograd.workspace` for the convolutions of the call."""
+    a :func:`~oldphoto_core.runtime.winograd.workspace` for the convolutions of the call."""
     allow = _PRECISION.get() == "tf32"
     saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     try:

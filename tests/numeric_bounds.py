@@ -122,13 +122,13 @@ def conv2d_bound(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
 def _winograd_matrices(transforms=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if transforms is None:
-        from oldphoto_core.winograd import _AT, _BT, _G
+        from oldphoto_core.runtime.winograd import _AT, _BT, _G
         transforms = (_AT, _G, _BT)
     return tuple(torch.tensor(m, dtype=torch.float64) for m in transforms)
 
 
 #: Roundings on the longest path of one product term through
-#: :func:`oldphoto_core.winograd.winograd_conv3x3`, besides the ``Cin`` of the channel sum:
+#: :func:`oldphoto_core.runtime.winograd.winograd_conv3x3`, besides the ``Cin`` of the channel sum:
 #: 2 for ``kron(G, G)`` (formed in float64, rounded to float32) + 9 for the 9-term weight
 #: transform, 36 for the input transform (a 36-term product with ``kron(B^T, B^T)``, exact
 #: binary fractions), 36 for the output transform (``kron(A^T, A^T)``, exact) and 1 for the
@@ -161,11 +161,12 @@ def winograd_bound(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     dividing it by the direct bound's ``|w| (*) |x|`` gives the transform's error growth
     (:func:`winograd_growth`): 1 for the direct algorithm, up to ~10^2 for F(4x4, 3x3), which
     is why the interpolation points matter. ``transforms``: ``(AT, G, BT)`` to bound another
-    point set (default: those of :mod:`oldphoto_core.winograd`).
+    point set (default: those of :mod:`oldphoto_core.runtime.winograd`).
 
     Args:
         x: ``[B, Cin, H, W]``; weight ``[Cout, Cin, 3, 3]``; bias ``[Cout]`` or None;
-            ``padding``/``padding_mode`` as :func:`~oldphoto_core.winograd.winograd_conv3x3`.
+            ``padding``/``padding_mode`` as
+            :func:`~oldphoto_core.runtime.winograd.winograd_conv3x3`.
 
     Returns:
         ``[B, Cout, H + 2 p - 2, W + 2 p - 2]`` float64.
@@ -209,7 +210,7 @@ def instance_norm_bound(x: torch.Tensor, eps: float = 1e-5,
                         dtype: torch.dtype | None = None) -> torch.Tensor:
     """Element-wise bound on the rounding error of ``instance_norm(x)`` (no affine) computed
     in ``dtype`` (or with wider accumulators): ``blocks.instance_norm_`` (centre, then sum
-    squares), ``tiling._instance_norm_`` (float64 sums of x and x^2) and PyTorch's kernels
+    squares), ``runtime.strips._instance_norm_`` (float64 sums of x and x^2) and PyTorch's kernels
     (two-pass statistics, then ``x * (1/s) + (-mean/s)``).
 
     With ``n`` pixels, ``s = sqrt(var + eps)``, ``y = (x - mean) / s``: the mean errs by

@@ -21,7 +21,7 @@ from oldphoto_core.arch import (
     ScratchMapping,
     ScratchUNet,
 )
-from oldphoto_core.tiling import run_tiled, tiled_runner
+from oldphoto_core.runtime.strips import run_tiled, tiled_runner
 
 
 def _assert_same_function(net: torch.nn.Module, ours: torch.Tensor, ref: torch.Tensor,

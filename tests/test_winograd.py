@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from numeric_bounds import check_within, conv2d_bound, winograd_bound, winograd_growth
 
-import oldphoto_core.winograd as wg
-from oldphoto_core.arch.conv import WINOGRAD_MIN_PIXELS, Conv2d, conv2d, winograd_pays_off
+import oldphoto_core.runtime.winograd as wg
+from oldphoto_core.arch.conv import Conv2d
 from oldphoto_core.numerics import use_precision
-from oldphoto_core.winograd import _AT, _BT, _G, winograd_conv3x3
+from oldphoto_core.runtime.convolution import WINOGRAD_MIN_PIXELS, conv2d, winograd_pays_off
+from oldphoto_core.runtime.winograd import _AT, _BT, _G, winograd_conv3x3
 
 # Lavin & Gray's F(4, 3) (points 0, +-1, +-2): the baseline our points are chosen against.
 LAVIN_GRAY = (
@@ -159,7 +160,7 @@ def _wide_conv() -> Conv2d:
 
 def test_module_dispatch_follows_precision(monkeypatch) -> None:
     """Inference with precision 'exact' takes Winograd; 'direct' and training do not."""
-    import oldphoto_core.arch.conv as conv_mod
+    import oldphoto_core.runtime.convolution as conv_mod
     calls = []
     real = conv_mod.winograd_conv3x3
     monkeypatch.setattr(conv_mod, "winograd_conv3x3",
@@ -181,7 +182,7 @@ def test_module_dispatch_follows_precision(monkeypatch) -> None:
 
 
 def test_narrow_strided_or_grouped_convs_stay_direct(monkeypatch) -> None:
-    import oldphoto_core.arch.conv as conv_mod
+    import oldphoto_core.runtime.convolution as conv_mod
     monkeypatch.setattr(conv_mod, "winograd_conv3x3",
                         lambda *a, **k: pytest.fail("Winograd used where it does not apply"))
     c = WIDE
@@ -208,7 +209,7 @@ def test_same_bits_alone_or_in_a_batch() -> None:
 
 def test_workspace_reuses_buffers_and_gives_the_same_bits() -> None:
     """Bit-exact by construction: pooled buffers change where, not what, is computed."""
-    import oldphoto_core.winograd as wg
+    import oldphoto_core.runtime.winograd as wg
     g = torch.Generator().manual_seed(2)
     x = torch.randn(1, 32, 40, 36, generator=g)
     w1, w2 = torch.randn(2, 32, 32, 3, 3, generator=g)
@@ -248,7 +249,7 @@ def test_reflect_padding_needs_a_larger_input() -> None:
 @pytest.mark.parametrize("wide", [True, False])
 def test_conv2d_reflect_mode_on_both_paths(wide, monkeypatch) -> None:
     """``conv2d(padding_mode="reflect")`` is ReflectionPad2d + conv, by Winograd or directly."""
-    import oldphoto_core.arch.conv as conv_mod
+    import oldphoto_core.runtime.convolution as conv_mod
     calls = []
     real = conv_mod.winograd_conv3x3
     monkeypatch.setattr(conv_mod, "winograd_conv3x3",

@@ -7,134 +7,23 @@ activation layers must sit at exactly the same positions even though they hold n
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..numerics import fast_kernels
-from .conv import Conv2d, conv2d
+from ..runtime.convolution import conv2d
+from ..runtime.in_place import IN_PLACE
+from ..runtime.walk import Backend, Residual, StackWalker, run_stack
+from .conv import Conv2d
 
-__all__ = ["ResnetBlock", "Runner", "activation_", "conv_norm_relu", "instance_norm",
-           "instance_norm_", "is_plain_instance_norm", "run_stack", "SpectralNormConv2d",
-           "IN_PLACE_ACTIVATIONS"]
+__all__ = ["ResnetBlock", "Runner", "conv_norm_relu", "instance_norm", "run_stack",
+           "SpectralNormConv2d"]
 
-#: How a convolutional stack is executed: ``runner(stack, x) -> y``. ``None`` calls the stack
-#: directly; :func:`oldphoto_core.tiling.run_tiled` computes it in exact strips.
-Runner = Callable[[nn.Module, torch.Tensor], torch.Tensor]
-
-
-def run_stack(stack: nn.Module, x: torch.Tensor, runner: Runner | None = None) -> torch.Tensor:
-    """``stack(x)``, or ``runner(stack, x)`` when a runner is given.
-
-    In inference with fast kernels (:func:`~oldphoto_core.numerics.fast_kernels`) a Sequential
-    stack runs through :func:`_run_sequential_inference`: the same function, with fewer fresh
-    feature maps.
-    """
-    if runner is not None:
-        return runner(stack, x)
-    if isinstance(stack, nn.Sequential) and fast_kernels() and not _hooked(stack):
-        return _run_sequential_inference(stack, x)
-    return stack(x)
-
-
-def _hooked(stack: nn.Module) -> bool:
-    """Whether forward hooks watch the stack: the walk below calls layers' kernels directly
-    and reuses their outputs' memory, so hooks would not fire or would see overwritten maps."""
-    from torch.nn.modules import module as module_globals
-    if module_globals._global_forward_hooks or module_globals._global_forward_pre_hooks:
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in stack.modules())
-
-
-#: Layers whose output is always a fresh tensor (never a view of their input).
-_FRESH_OUTPUT = (nn.Conv2d, nn.ConvTranspose2d, nn.InstanceNorm2d, nn.BatchNorm2d,
-                 nn.ReflectionPad2d, nn.Tanh, nn.Upsample)
-
-
-def _run_sequential_inference(stack: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """``stack(x)`` in inference, reusing feature maps the stack itself produced.
-
-    Why: every fresh CPU feature map above glibc's mmap threshold (32 MB; a 512-channel map at
-    124x156 is 40 MB) is paid again in page faults on first touch, about 15 ms each, and the
-    scratch mapping makes about fifty of them. Here a map this walk produced ("owned") is
-    normalised and rectified in place, reflection padding is folded into the next convolution,
-    and a chain of residual blocks rotates two buffers instead of allocating two per block.
-    The caller's ``x`` is never modified.
-    """
-    owned = False                      # was x made by this walk (may it be overwritten)?
-    spare: torch.Tensor | None = None  # an owned map no longer needed
-    layers = list(stack)
-    i = 0
-    while i < len(layers):
-        layer = layers[i]
-        nxt = layers[i + 1] if i + 1 < len(layers) else None
-        pad = _symmetric_reflection(layer)
-        if isinstance(layer, ResnetBlock):
-            fits = spare is not None and spare.shape == x.shape and spare.dtype == x.dtype
-            y = layer.inference(x, out=spare if fits else None)
-            spare, owned = (x if owned else None), True
-        elif pad is not None and isinstance(nxt, nn.Conv2d) and nxt.padding == (0, 0) \
-                and nxt.padding_mode == "zeros":
-            y = conv2d(x, nxt.weight, nxt.bias, nxt.stride, pad, nxt.dilation, nxt.groups,
-                       padding_mode="reflect")
-            owned = True
-            i += 1
-        elif owned and is_plain_instance_norm(layer):
-            y = instance_norm_(x, layer.eps)
-        elif owned and isinstance(layer, nn.BatchNorm2d) and not layer.training \
-                and layer.running_mean is not None and layer.running_var is not None:
-            y = _batch_norm_eval_(x, layer)
-        elif owned and isinstance(layer, IN_PLACE_ACTIVATIONS):
-            y = activation_(layer, x)
-        else:
-            y = layer(x)
-            owned = isinstance(layer, _FRESH_OUTPUT)
-        x = y
-        i += 1
-    return x
-
-
-#: Activations that :func:`activation_` applies in place.
-IN_PLACE_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Tanh)
-
-
-def activation_(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply a ReLU, LeakyReLU or Tanh module to ``x`` in place (``x`` must be ours to change)."""
-    if isinstance(module, nn.ReLU):
-        return x.clamp_(min=0)
-    if isinstance(module, nn.LeakyReLU):
-        return F.leaky_relu_(x, module.negative_slope)
-    if isinstance(module, nn.Tanh):
-        return x.tanh_()
-    raise TypeError(f"no in-place form for {type(module).__name__}")
-
-
-def is_plain_instance_norm(layer: nn.Module) -> bool:
-    """Instance norm without affine parameters or running statistics (the networks' kind)."""
-    return isinstance(layer, nn.InstanceNorm2d) and not layer.affine \
-        and not layer.track_running_stats
-
-
-def _batch_norm_eval_(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
-    """Eval-mode batch norm (stored statistics) in place: ``x * scale + shift`` per channel."""
-    scale = torch.rsqrt(bn.running_var + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight
-    shift = -bn.running_mean * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias
-    view = (1, -1) + (1,) * (x.dim() - 2)
-    return x.mul_(scale.to(x.dtype).view(view)).add_(shift.to(x.dtype).view(view))
-
-
-def _symmetric_reflection(layer: nn.Module) -> int | None:
-    """The padding of a ``ReflectionPad2d`` that pads all four sides alike, else None."""
-    if not isinstance(layer, nn.ReflectionPad2d):
-        return None
-    left, right, top, bottom = layer.padding
-    return left if left == right == top == bottom else None
+#: How a network's stacks are executed (the ``runner=`` argument of the networks' forward
+#: methods): a back end of :mod:`oldphoto_core.runtime.walk`, e.g. exact strips
+#: (:func:`oldphoto_core.runtime.strips.tiled_runner`); ``None`` for the default.
+Runner = Backend
 
 
 def instance_norm(channels: int) -> nn.InstanceNorm2d:
@@ -142,32 +31,12 @@ def instance_norm(channels: int) -> nn.InstanceNorm2d:
     return nn.InstanceNorm2d(channels, affine=False)
 
 
-def instance_norm_(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """``F.instance_norm(x, eps=eps)`` (no affine, no running statistics), in place.
-
-    Why not ``F.instance_norm``: on CPUs it is 4x slower (it goes through the batch-norm
-    kernel's training path) and it returns a fresh map, whose first touch alone costs about as
-    much as the whole normalisation here on a 40 MB map. Centring first and then summing
-    squares (one batched dot product per channel) keeps the variance free of cancellation:
-    measured within 2.3e-6 of a float64 reference on a map of mean 5, against 6e-7 for PyTorch.
-
-    Shape: ``[B, C, H, W]``; ``x`` is returned.
-    """
-    if not x.is_contiguous():
-        return x.copy_(F.instance_norm(x, eps=eps))
-    n = x.shape[-2] * x.shape[-1]
-    x.sub_(x.mean(dim=(2, 3), keepdim=True))
-    flat = x.view(-1, 1, n)
-    var = torch.bmm(flat, flat.transpose(1, 2)).view(x.shape[0], x.shape[1], 1, 1).div_(n)
-    return x.mul_(var.add_(eps).rsqrt_())
-
-
 def conv_norm_relu(in_ch: int, out_ch: int) -> list[nn.Module]:
     """3x3 zero-padded conv + instance norm + ReLU: three positions in a Sequential."""
     return [Conv2d(in_ch, out_ch, 3, 1, 1), instance_norm(out_ch), nn.ReLU(inplace=True)]
 
 
-class ResnetBlock(nn.Module):
+class ResnetBlock(Residual):
     """pix2pixHD residual block: ``x + IN(conv(pad(ReLU(IN(conv(pad(x)))))))``.
 
     Layout of ``conv_block`` (reflect padding, instance norm without affine):
@@ -192,38 +61,9 @@ class ResnetBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fast_kernels():
-            return self.inference(x)
+        if fast_kernels():  # in inference: the walker's in-place residual (no temporaries)
+            return StackWalker(IN_PLACE).residual(self, x)
         return x + self.conv_block(x)
-
-    def inference(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """The same function without the block's temporary maps (inference only).
-
-        Reflection padding is folded into the convolutions, and normalisation, ReLU and the
-        residual sum run in place on the convolutions' outputs; the second convolution writes
-        over the first one's output. On a 512-channel map at 124x156 each avoided temporary is
-        a 40 MB allocation plus a pass over it (about 20 ms on a 2-core CPU); the block runs
-        nine times in the scratch mapping.
-
-        Args:
-            x: ``[B, C, H, W]``, not modified.
-            out: a free buffer of ``x``'s shape (not ``x``) that the result may be written to;
-                see :func:`~oldphoto_core.arch.conv.conv2d`. Use the returned tensor.
-        """
-        pad1, conv1, norm1, _, pad2, conv2, norm2 = self.conv_block
-        h = conv2d(x, conv1.weight, conv1.bias, 1, _reflect_amount(pad1), conv1.dilation,
-                   padding_mode="reflect", out=out)
-        instance_norm_(h, norm1.eps).clamp_(min=0)
-        h = conv2d(h, conv2.weight, conv2.bias, 1, _reflect_amount(pad2),
-                   padding_mode="reflect", out=h)
-        return instance_norm_(h, norm2.eps).add_(x)
-
-
-def _reflect_amount(pad: nn.ReflectionPad2d) -> int:
-    amount = _symmetric_reflection(pad)
-    if amount is None:
-        raise ValueError(f"ResnetBlock expects symmetric reflection padding, got {pad.padding}")
-    return amount
 
 
 class SpectralNormConv2d(nn.Module):

@@ -19,7 +19,7 @@ from ..loading import ModelDescriptor
 from ..numerics import network_math
 from ..progress import Progress, reporting
 from ..resample import pil_resize, round_to_multiple
-from ..tiling import tiled_runner
+from ..runtime.strips import tiled_runner
 from .tone import reference_stretch
 
 __all__ = ["OldPhotoLatent", "encode_old", "map_latent", "decode_clean", "paint_holes",
@@ -95,7 +95,7 @@ def encode_old(image: torch.Tensor, vae: ModelDescriptor, *, mask: torch.Tensor 
             white first, as the reference does before the partial non-local mapping.
         fit: sizes that are not multiples of 4 are ``"resize"``d (bilinear, the reference's
             rule) or reflect-``"pad"``ded (no resampling; cropped again when decoding).
-        tile: run the network in exact strips (:mod:`oldphoto_core.tiling`) to bound the
+        tile: run the network in exact strips (:mod:`oldphoto_core.runtime.strips`) to bound the
             memory of large scans; the result is the same up to float summation order.
 
     Returns:

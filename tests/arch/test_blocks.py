@@ -50,7 +50,7 @@ def test_inference_tensors_are_fine():
 
 
 def test_in_place_instance_norm_matches_pytorch():
-    from oldphoto_core.arch.blocks import instance_norm_
+    from oldphoto_core.runtime.in_place import instance_norm_
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 6, 17, 23, generator=g, dtype=torch.float64) * 3 + 5  # a mean offset
     ref = F.instance_norm(x)
@@ -129,7 +129,7 @@ def test_inference_walk_computes_the_stack(name):
 def test_block_chain_reuses_its_buffers(monkeypatch):
     """Four wide residual blocks: from the third on, the convolutions write into maps the
     chain made earlier instead of fresh ones (each fresh 40 MB map costs page faults)."""
-    import oldphoto_core.arch.conv as conv_mod
+    import oldphoto_core.runtime.convolution as conv_mod
     from oldphoto_core.arch.blocks import ResnetBlock, run_stack
     real = conv_mod.winograd_conv3x3
     seen_out, made = [], []

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import oldphoto_core.arch.conv as conv_module
+import oldphoto_core.runtime.convolution as conv_module
 from oldphoto_core import model_from_state_dict
 from oldphoto_core.numerics import use_precision
 

@@ -22,10 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .arch.blocks import IN_PLACE_ACTIVATIONS, ResnetBlock, activation_, is_plain_instance_norm
-from .arch.conv import conv2d
+from .convolution import conv2d
+from .in_place import activation_
+from .walk import is_plain_instance_norm, walk
 
-__all__ = ["run_tiled", "tiled_runner", "DEFAULT_STRIP_ELEMENTS"]
+__all__ = ["DEFAULT_STRIP_ELEMENTS", "Strips", "run_tiled", "tiled_runner"]
 
 #: Elements of one strip's output (channels x rows x width): 2**25 floats = 128 MiB.
 DEFAULT_STRIP_ELEMENTS = 1 << 25
@@ -33,13 +34,11 @@ DEFAULT_STRIP_ELEMENTS = 1 << 25
 
 def run_tiled(layers: nn.Module, x: torch.Tensor, *, device: torch.device | None = None,
               strip_elements: int = DEFAULT_STRIP_ELEMENTS) -> torch.Tensor:
-    """Run ``layers`` (a Sequential, or a ResnetBlock) on ``x`` strip by strip.
+    """Run ``layers`` (a Sequential, or a residual block) on ``x`` strip by strip.
 
     Args:
-        layers: the stack; supported children: ``ReflectionPad2d`` followed by a
-            ``Conv2d`` without padding, ``Conv2d`` with zero padding, ``ConvTranspose2d``,
-            ``InstanceNorm2d`` (no affine, no running stats), ``ReLU``, ``LeakyReLU``, ``Tanh``,
-            :class:`ResnetBlock` and nested ``Sequential``; anything else runs whole.
+        layers: the stack, in the walker's vocabulary (:mod:`oldphoto_core.runtime.walk`);
+            any other layer runs whole, on ``device``.
         x: ``[B, C, H, W]``; stays where it is (CPU memory for huge scans).
         device: where strips are computed (default: where ``layers``' parameters are).
         strip_elements: budget for one strip's output.
@@ -50,74 +49,65 @@ def run_tiled(layers: nn.Module, x: torch.Tensor, *, device: torch.device | None
     if device is None:
         p = next(layers.parameters(), None)
         device = p.device if p is not None else x.device
-    return _Runner(device, strip_elements, x).run(layers, x)
+    return walk(layers, x, Strips(device, strip_elements))
 
 
 def tiled_runner(device: torch.device | None = None,
-                 strip_elements: int = DEFAULT_STRIP_ELEMENTS):
-    """A ``runner(stack, x)`` for the networks' ``runner=`` argument (see ``arch.blocks``)."""
-    def runner(stack: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return run_tiled(stack, x, device=device, strip_elements=strip_elements)
-    return runner
+                 strip_elements: int = DEFAULT_STRIP_ELEMENTS) -> Strips:
+    """A back end for the networks' ``runner=`` argument (see
+    :func:`~oldphoto_core.runtime.walk.run_stack`); ``device``: where strips are computed
+    (default: where each stack's parameters are)."""
+    return Strips(device, strip_elements)
 
 
-class _Runner:
-    def __init__(self, device: torch.device, strip_elements: int, caller_input: torch.Tensor
-                 ) -> None:
+class Strips:
+    """The walker's back end for maps larger than memory allows (see the module's docstring).
+
+    Args:
+        device: where strips are computed (``None``: where the layer's parameters are).
+        strip_elements: budget for one strip's output.
+    """
+
+    def __init__(self, device: torch.device | None = None,
+                 strip_elements: int = DEFAULT_STRIP_ELEMENTS) -> None:
         self.device, self.budget = device, strip_elements
-        self.caller_input = caller_input  # never modified in place
 
-    def _own(self, x: torch.Tensor) -> torch.Tensor:
-        return x.clone() if x is self.caller_input else x
-
-    def run(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(module, ResnetBlock):
-            out = self.run(module.conv_block, x)
-            return out.add_(x)
-        if isinstance(module, nn.Sequential):
-            children = list(module)
-            i = 0
-            while i < len(children):
-                layer = children[i]
-                nxt = children[i + 1] if i + 1 < len(children) else None
-                if isinstance(layer, nn.ReflectionPad2d) and isinstance(nxt, nn.Conv2d) \
-                        and _no_padding(nxt):
-                    x = self.conv(nxt, x, _pad_of(layer), "reflect")
-                    i += 2
-                    continue
-                x = self.run(layer, x)
-                i += 1
-            return x
-        if isinstance(module, nn.Conv2d) and module.padding_mode == "zeros":
-            ph, pw = module.padding if isinstance(module.padding, tuple) else (module.padding,) * 2
-            return self.conv(module, x, (pw, pw, ph, ph), "constant")
-        if isinstance(module, nn.ConvTranspose2d):
-            return self.conv_transpose(module, x)
-        if is_plain_instance_norm(module):
-            return _instance_norm_(self._own(x), module.eps)
-        if isinstance(module, IN_PLACE_ACTIVATIONS):
-            return activation_(module, self._own(x))
-        # global layer: run whole, on the compute device
-        return module(x.to(self.device)).to(x.device)
+    def _device(self, layer: nn.Module, x: torch.Tensor) -> torch.device:
+        if self.device is not None:
+            return self.device
+        p = next(layer.parameters(), None)
+        return p.device if p is not None else x.device
 
     def _rows_per_strip(self, channels: int, width: int) -> int:
         return max(1, self.budget // max(1, channels * width))
 
-    def conv(self, conv: nn.Conv2d, x: torch.Tensor, pad: tuple[int, int, int, int],
-             mode: str) -> torch.Tensor:
-        """A stride-s convolution of ``pad(x)`` computed in output-row strips."""
+    def conv(self, conv: nn.Conv2d, x: torch.Tensor,
+             reflect: tuple[int, int, int, int] | None, out: torch.Tensor | None = None
+             ) -> torch.Tensor:
+        """A stride-s convolution of the padded ``x`` computed in output-row strips; ``out``
+        is used unless it is ``x`` itself (later strips still read rows the earlier ones
+        would overwrite)."""
+        if reflect is None:
+            ph, pw = conv.padding
+            pad, mode = (pw, pw, ph, ph), "constant"
+        else:
+            pad, mode = reflect, "reflect"
         left, right, top, bottom = pad
         (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
         b, _, h, w = x.shape
         out_h = (h + top + bottom - dh * (kh - 1) - 1) // sh + 1
         out_w = (w + left + right - dw * (kw - 1) - 1) // sw + 1
-        out = x.new_empty(b, conv.out_channels, out_h, out_w)
+        shape = (b, conv.out_channels, out_h, out_w)
+        if out is None or out is x or out.shape != shape or out.dtype != x.dtype \
+                or out.device != x.device:
+            out = x.new_empty(shape)
+        device = self._device(conv, x)
         rows = self._rows_per_strip(conv.out_channels, out_w)
         for r0 in range(0, out_h, rows):
             r1 = min(out_h, r0 + rows)
             lo = r0 * sh - top                        # first padded-input row needed
             hi = (r1 - 1) * sh - top + dh * (kh - 1) + 1
-            strip = x[:, :, max(lo, 0):min(hi, h)].to(self.device)
+            strip = x[:, :, max(lo, 0):min(hi, h)].to(device)
             strip = F.pad(strip, (left, right, max(0, -lo), max(0, hi - h)), mode=mode) \
                 if mode == "reflect" or any(pad) else strip
             y = conv2d(strip, conv.weight, conv.bias, (sh, sw), 0, (dh, dw), conv.groups)
@@ -128,8 +118,9 @@ class _Runner:
         """A transposed convolution computed in strips of input rows, cropped to what is exact."""
         (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
         (ph, pw), (oph, opw) = conv.padding, conv.output_padding
+        device = self._device(conv, x)
         if conv.dilation != (1, 1) or conv.groups != 1:
-            return conv(x.to(self.device)).to(x.device)
+            return conv(x.to(device)).to(x.device)
         b, _, h, w = x.shape
         out_h = (h - 1) * sh - 2 * ph + kh + oph
         out_w = (w - 1) * sw - 2 * pw + kw + opw
@@ -139,7 +130,7 @@ class _Runner:
         for i0 in range(0, h, rows):
             i1 = min(h, i0 + rows)
             a, z = max(0, i0 - halo), min(h, i1 + halo)
-            y = F.conv_transpose2d(x[:, :, a:z].to(self.device), conv.weight, conv.bias,
+            y = F.conv_transpose2d(x[:, :, a:z].to(device), conv.weight, conv.bias,
                                    (sh, sw), (0, pw), (0, opw))
             # strip row j is global row a*sh + j - ph; keep the rows whose inputs all lie in
             # [a, z): the rows this strip owns, [i0*sh, i1*sh) in un-padded coordinates
@@ -149,14 +140,17 @@ class _Runner:
             out[:, :, g0:g1] = y[:, :, j0:j0 + (g1 - g0)].to(out.device)
         return out
 
+    def norm(self, layer: nn.Module, x: torch.Tensor, owned: bool) -> torch.Tensor:
+        if is_plain_instance_norm(layer):
+            return _instance_norm_(x if owned else x.clone(), layer.eps)
+        return self.whole(layer, x)  # batch norm: pointwise, run whole on the device
 
-def _no_padding(conv: nn.Conv2d) -> bool:
-    pad = conv.padding if isinstance(conv.padding, tuple) else (conv.padding,) * 2
-    return tuple(pad) == (0, 0)
+    def activation(self, layer: nn.Module, x: torch.Tensor, owned: bool) -> torch.Tensor:
+        return activation_(layer, x if owned else x.clone())
 
-
-def _pad_of(layer: nn.ReflectionPad2d) -> tuple[int, int, int, int]:
-    return tuple(layer.padding)  # (left, right, top, bottom)
+    def whole(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """A global layer (attention ...): run whole, on the compute device."""
+        return layer(x.to(self._device(layer, x))).to(x.device)
 
 
 def _instance_norm_(x: torch.Tensor, eps: float) -> torch.Tensor:
