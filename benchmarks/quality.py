@@ -51,9 +51,8 @@ sys.path.insert(0, str(REPO))
 from oldphoto_core.degrade import degrade  # noqa: E402
 from oldphoto_core.imageio import IMAGE_SUFFIXES, read_image  # noqa: E402
 from oldphoto_core.models import resolve_models  # noqa: E402
-from oldphoto_core.pipeline import DETECTION_MULTIPLE, SCRATCH_MODES, Restorer  # noqa: E402
-from oldphoto_core.resample import pil_resize, round_to_multiple  # noqa: E402
-from oldphoto_core.stages.scratch import scratch_probability  # noqa: E402
+from oldphoto_core.pipeline import SCRATCH_MODES, Restorer, reference_mask_quirk  # noqa: E402
+from oldphoto_core.resample import pil_resize  # noqa: E402
 from training.recipes.photos import HELD_OUT, load_photo  # noqa: E402
 
 DEFAULT_OUT = REPO / "benchmarks" / "out" / "quality"
@@ -141,25 +140,21 @@ def f1(truth: np.ndarray, pred: np.ndarray) -> float:
 @torch.inference_mode()
 def detect(image: torch.Tensor, restorer: Restorer) -> tuple[torch.Tensor, torch.Tensor]:
     """The detector's probability map and the mask the restoration uses, ``[H, W]`` each, at
-    the input's resolution.
-
-    Mirrors ``Restorer._scratch`` step by step (working size, bicubic resize to a multiple of
-    16, nearest back, the restorer's threshold, and the reference's quirk that an all-ones mask
-    is read back as all zeros), so the baseline inpaints exactly the mask the restoration sees
-    and the AUC scores the map it thresholds; ``evaluate_pair`` checks that.
+    the input's resolution: :meth:`Restorer.detect` at the restorer's working size, the
+    reference's all-ones quirk, then nearest back to the input's size as the restoration
+    resizes its mask; so the baseline inpaints exactly the mask the restoration sees and the
+    AUC scores the map it thresholds (``evaluate_pair`` checks that).
     """
     size = tuple(image.shape[-2:])
     work = restorer.working_size(size)
     small = image if work == size else pil_resize(image, work, "lanczos")
-    det = (max(16, round_to_multiple(work[0], DETECTION_MULTIPLE)),
-           max(16, round_to_multiple(work[1], DETECTION_MULTIPLE)))
-    prob = scratch_probability(pil_resize(small, det, "bicubic"),
-                               restorer.store.get("scratch_detector"))
-    for step in (det, work, size):  # nearest at each hop, as the restoration resizes its mask
+    _, prob, mask = restorer.detect(small)
+    mask = reference_mask_quirk(mask)
+    for step in (work, size):  # nearest at each hop, as the restoration resizes its mask
         if tuple(prob.shape[-2:]) != step:
             prob = F.interpolate(prob, step, mode="nearest")
-    mask = (prob[0, 0] >= restorer.scratch_threshold).float()
-    return prob[0, 0], torch.zeros_like(mask) if bool(mask.min() >= 1) else mask
+            mask = F.interpolate(mask, step, mode="nearest")
+    return prob[0, 0], mask[0, 0]
 
 
 def baseline(damaged: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from .checks import check_images
 from .errors import InputError
@@ -29,7 +30,7 @@ from .stages.restore import (
     map_latent,
     quality_working_size,
 )
-from .stages.scratch import detect_scratches, dilate_mask, luma
+from .stages.scratch import dilate_mask, luma, scratch_probability
 from .stages.tone import TONES, apply_tone
 
 __all__ = ["Restorer", "RestoreResult", "SCRATCH_MODES", "FACE_MODES"]
@@ -244,22 +245,35 @@ class Restorer:
         mask = torch.zeros_like(rgb[:, :1])
         return out, mask, working, "quality"
 
-    def _scratch(self, rgb: torch.Tensor, *, hr: bool, auto: bool,
-                 progress: Progress | None = None):
+    def detect(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The scratch detection as the restoration runs it, on photos at the working size.
+
+        Args:
+            rgb: ``[B, 3, h, w]`` (see :meth:`working_size`).
+
+        Returns:
+            ``(image, probability, mask)``: ``rgb`` resized (bicubic) to multiples of 16 as
+            the reference's detector wants, and the detector's probability and thresholded
+            mask ``[B, 1, h16, w16]`` at that size (before :func:`reference_mask_quirk`).
+        """
         h, w = rgb.shape[-2:]
         size = (max(16, round_to_multiple(h, DETECTION_MULTIPLE)),
                 max(16, round_to_multiple(w, DETECTION_MULTIPLE)))
         work_in = pil_resize(rgb, size, "bicubic")
-        mask = detect_scratches(work_in, self.store.get("scratch_detector"),
-                                threshold=self.scratch_threshold)
+        prob = scratch_probability(work_in, self.store.get("scratch_detector"))
+        prob = F.interpolate(prob, size, mode="nearest")
+        return work_in, prob, (prob >= self.scratch_threshold).float()
+
+    def _scratch(self, rgb: torch.Tensor, *, hr: bool, auto: bool,
+                 progress: Progress | None = None):
+        h, w = rgb.shape[-2:]
+        work_in, _, mask = self.detect(rgb)
+        size = tuple(work_in.shape[-2:])
         if auto and float(mask.mean()) < self.auto_min_coverage:
             out, _, working, mode = self._quality(rgb)
             working["mask"] = mask
             return out, _resize_mask(mask, (h, w)), working, mode
-        # reference quirk: detection.py saves the mask with save_image(normalize=True), so an
-        # all-ones mask is written (and read back by test.py) as all zeros
-        mask = torch.where(mask.flatten(1).min(1).values.view(-1, 1, 1, 1) >= 1,
-                           torch.zeros_like(mask), mask)
+        mask = reference_mask_quirk(mask)
         net_mask = dilate_mask(mask, HR_MASK_DILATION) if hr else mask
         tile = self._tile(work_in)
         positions = (size[0] // 4) * (size[1] // 4)
@@ -288,6 +302,13 @@ class Restorer:
         return {"restored": plain, "stretched": apply_tone(plain, self.tone, source, mask)}
 
 
+def reference_mask_quirk(mask: torch.Tensor) -> torch.Tensor:
+    """The reference's detection.py saves the mask with ``save_image(normalize=True)``, so an
+    all-ones mask is written (and read back by test.py) as all zeros; per batch item."""
+    return torch.where(mask.flatten(1).min(1).values.view(-1, 1, 1, 1) >= 1,
+                       torch.zeros_like(mask), mask)
+
+
 def _mode_name(scratch: str, hr: bool) -> str:
     if scratch == "off":
         return "quality"
@@ -299,7 +320,7 @@ def _mode_name(scratch: str, hr: bool) -> str:
 def _resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(mask.shape[-2:]) == size:
         return mask
-    return torch.nn.functional.interpolate(mask, size, mode="nearest")
+    return F.interpolate(mask, size, mode="nearest")
 
 
 def _split_channels(images: torch.Tensor):
