@@ -1,8 +1,10 @@
-"""Face nodes (paper §3.4): detect + align, enhance, blend back.
+"""Face nodes (paper §3.4): detect, enhance (or hand the crops to any restorer), blend back.
 
-``OLDPHOTO_FACES`` is, per batch item, a list of :class:`oldphoto_core.faces.Face` records (box,
-score, 5 landmarks, the similarity to the aligned crop, the aligned crop, and the enhanced crop
-once 'Enhance Faces' ran). Records are immutable; every node returns new ones.
+``OLDPHOTO_FACES`` is a :class:`~.face_set.FaceSet`: per batch item the detections (box, score,
+5 landmarks) plus the photos they were found in. Crops are cut by whoever consumes the faces, at
+its own size ('Enhance Faces' at its model's, 'Faces To Images' at its widget's), and 'Blend
+Faces' warps them back with the inverse of that same alignment, so the face size can never
+disagree between nodes. Records are immutable; every node returns new ones.
 """
 
 from __future__ import annotations
@@ -12,32 +14,26 @@ import logging
 import torch
 
 from oldphoto_core.errors import InputError
-from oldphoto_core.faces import Face, align_faces, blend_faces, detect_faces, enhance_faces
+from oldphoto_core.faces import blend_faces, detect_faces, enhance_faces
 
-from .convert import image_to_nchw, nchw_to_image
+from .convert import image_to_nchw, nchw_to_image, to_rgb
+from .face_set import FaceSet, check_faces
 from .runtime import FaceDetectorHandle, Steps, expect_model, models_on_device
-from .types import CATEGORY, FACE_DETECTOR, FACE_MODEL, FACES, IMAGE
+from .types import CATEGORY, FACE_DETECTOR, FACE_MODEL, FACES, IMAGE, INT
 
 log = logging.getLogger("oldphoto")
 
-__all__ = ["FACE_NODES", "OldPhotoBlend", "OldPhotoFaceDetect", "OldPhotoFaceEnhance",
-           "check_faces"]
+__all__ = ["CROP_SIZE", "FACE_NODES", "FaceSet", "OldPhotoBlend", "OldPhotoFaceDetect",
+           "OldPhotoFaceEnhance", "OldPhotoFacesToImages", "check_faces"]
 
-FACE_SIZES = ("256", "512")
+#: Default crop side of 'Faces To Images' (what CodeFormer, GFPGAN and GPEN-512 take), also used
+#: by 'Blend Faces' for restored crops of detections that were never aligned, when the crops'
+#: own side cannot be an alignment size.
+CROP_SIZE = 512
 
 
-def check_faces(faces: object, *, node: str, batch: int | None = None) -> list[list[Face]]:
-    """Check an OLDPHOTO_FACES value (one list of Face per batch item)."""
-    if not isinstance(faces, (list, tuple)) or not all(
-            isinstance(item, (list, tuple)) and all(isinstance(f, Face) for f in item)
-            for item in faces):
-        raise InputError(f"{node}: expected OLDPHOTO_FACES from 'Detect Faces', got "
-                         f"{type(faces).__name__}")
-    if batch is not None and len(faces) != batch:
-        raise InputError(f"{node}: the faces were found in a batch of {len(faces)} images but "
-                         f"the image batch has {batch}; use the same images (or their "
-                         "restored version) that went into 'Detect Faces'")
-    return [list(item) for item in faces]
+def _valid_crop_side(side: int) -> bool:
+    return side >= 64 and side % 32 == 0
 
 
 class OldPhotoFaceDetect:
@@ -46,10 +42,13 @@ class OldPhotoFaceDetect:
     FUNCTION = "detect"
     RETURN_TYPES = (FACES,)
     RETURN_NAMES = ("faces",)
-    OUTPUT_TOOLTIPS = ("Per image, the faces found, aligned to the reference's 5-point template "
-                       "(for 'Enhance Faces' and 'Blend Faces').",)
-    DESCRIPTION = ("Finds faces (box + 5 landmarks) and cuts aligned crops, as the reference's "
-                   "face stage. Run it on the globally restored photo.")
+    OUTPUT_TOOLTIPS = ("Per image, the faces found (box, score, 5 landmarks) with the photos "
+                       "they belong to. The node that uses them cuts the aligned crops at its "
+                       "own size.",)
+    DESCRIPTION = ("Finds faces (box + 5 landmarks), as the reference's face stage. Run it on "
+                   "the globally restored photo. The crops are aligned later, at the size of "
+                   "the node that consumes the faces ('Enhance Faces': its model's size; "
+                   "'Faces To Images': its size widget).")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -58,18 +57,16 @@ class OldPhotoFaceDetect:
                                          "'Decode Clean Photo')."}),
             "face_detector": (FACE_DETECTOR, {"tooltip": "From 'Load Old Photo Face "
                                                          "Detector'."}),
-            "face_size": (FACE_SIZES, {
-                "default": "256",
-                "tooltip": "Size of the aligned crops: must match the face enhancer (256 for "
-                           "Setting_9_epoch_100, 512 for FaceSR_512)."}),
         }}
 
-    @classmethod
-    def VALIDATE_INPUTS(cls, face_size="256"):
-        return True if face_size in FACE_SIZES else \
-            f"face_size must be one of {FACE_SIZES}, got {face_size!r}"
+    def detect(self, image, face_detector, face_size=None):
+        """Detect the faces of every image.
 
-    def detect(self, image, face_detector, face_size="256"):
+        ``face_size`` is accepted and ignored: it was this node's widget before the crop size
+        moved to the consumers. ComfyUI drops an input a node does not declare (an API prompt
+        saved with it still runs) and the editor ignores the extra widget value of a saved UI
+        workflow; this parameter keeps Python callers that pass it working too.
+        """
         node = self.DISPLAY_NAME
         if not isinstance(face_detector, FaceDetectorHandle):
             raise InputError(f"{node}: input 'face_detector' expects the output of 'Load Old "
@@ -77,19 +74,17 @@ class OldPhotoFaceDetect:
         images = image_to_nchw(image)
         b = images.shape[0]
         steps = Steps(b)
-        found: list[list[Face]] = []
+        found = []
         for i in range(b):
             steps.check()
-            item = detect_faces(images[i:i + 1], face_detector.detector)[0]
-            found.append([f.with_(image_index=i) for f in item])
+            found.append(detect_faces(images[i:i + 1], face_detector.detector)[0])
             steps.advance()
-        aligned = align_faces(images, found, face_size=int(face_size))
-        n = sum(len(item) for item in aligned)
-        if n == 0:
+        faces = FaceSet.detected(image, found)
+        if faces.count == 0:
             log.info("%s: no faces found in %d image(s) (%s)", node, b, face_detector.backend)
         else:
-            log.info("%s: %d face(s) in %d image(s)", node, n, b)
-        return (aligned,)
+            log.info("%s: %d face(s) in %d image(s)", node, faces.count, b)
+        return (faces,)
 
 
 class OldPhotoFaceEnhance:
@@ -98,35 +93,77 @@ class OldPhotoFaceEnhance:
     FUNCTION = "enhance"
     RETURN_TYPES = (FACES,)
     RETURN_NAMES = ("faces",)
-    OUTPUT_TOOLTIPS = ("The same faces with their enhanced crops, for 'Blend Faces'.",)
-    DESCRIPTION = ("Regenerates every aligned face with the paper's SPADE face generator, all "
-                   "faces of the batch together.")
+    OUTPUT_TOOLTIPS = ("The faces aligned at the model's size, with their enhanced crops, for "
+                       "'Blend Faces'.",)
+    DESCRIPTION = ("Aligns every face at the face model's size (256 or 512, from the photos "
+                   "the faces were found in) and regenerates it with the paper's SPADE face "
+                   "generator, all faces of the batch together.")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "faces": (FACES, {"tooltip": "From 'Detect Faces'."}),
-            "face_model": (FACE_MODEL, {"tooltip": "From 'Load Old Photo Face Enhancer' (its "
-                                                   "face_size must match 'Detect Faces')."}),
+            "faces": (FACES, {"tooltip": "From 'Detect Faces' (or 'Faces To Images'): they are "
+                                         "aligned here at the model's size."}),
+            "face_model": (FACE_MODEL, {"tooltip": "From 'Load Old Photo Face Enhancer'; its "
+                                                   "face_size decides the crop size."}),
         }}
 
     def enhance(self, faces, face_model):
         node = self.DISPLAY_NAME
         model = expect_model(face_model, "face_enhancer", node=node, input_name="face_model")
-        faces = check_faces(faces, node=node)
-        flat = [f for item in faces for f in item]
-        if not flat:
+        if model.face_size is None:
+            raise InputError(f"{node}: the face model '{model.name}' has no face size; load "
+                             "it with 'Load Old Photo Face Enhancer'")
+        faces = check_faces(faces, node=node).aligned_at(model.face_size)
+        if faces.count == 0:
             log.info("%s: no faces to enhance", node)
             return (faces,)
-        sizes = {f.face_size for f in flat}
-        if sizes != {model.face_size}:
-            raise InputError(f"{node}: the faces were aligned at {sorted(sizes)} px but the face "
-                             f"model '{model.name}' runs at {model.face_size} px; set the same "
-                             "face_size on 'Detect Faces' and 'Load Old Photo Face Enhancer'")
-        steps = Steps(len(flat))
+        steps = Steps(faces.count)
         with models_on_device(model.descriptor):
-            out = enhance_faces(faces, model.descriptor, progress=steps.absolute)
-        return (out,)
+            out = enhance_faces(faces.nested(), model.descriptor, progress=steps.absolute)
+        return (faces.with_faces(out),)
+
+
+class OldPhotoFacesToImages:
+    DISPLAY_NAME = "Faces To Images"
+    CATEGORY = CATEGORY
+    FUNCTION = "to_images"
+    RETURN_TYPES = (IMAGE, FACES)
+    RETURN_NAMES = ("face_crops", "faces")
+    OUTPUT_TOOLTIPS = (
+        "The aligned face crops as an IMAGE batch (size x size, every face of every image, in "
+        "order) for any face restorer (CodeFormer, GFPGAN, GPEN ...). Without faces: one black "
+        "crop, so that the restorer never gets an empty batch ('Blend Faces' ignores it).",
+        "The faces aligned at this size, for 'Blend Faces' (with the restored crops).")
+    DESCRIPTION = ("Cuts the faces out as aligned square crops (the reference's 5-point "
+                   "template), so that a face restorer from another pack can sit between "
+                   "'Detect Faces' and 'Blend Faces'.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "faces": (FACES, {"tooltip": "From 'Detect Faces'."}),
+            "size": (INT, {"default": CROP_SIZE, "min": 64, "max": 2048, "step": 32,
+                           "tooltip": "Side of the crops in pixels, a multiple of 32: what the "
+                                      "restorer expects (512 for CodeFormer and GFPGAN). "
+                                      "'Blend Faces' accepts the restored crops at any size."}),
+        }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, size=CROP_SIZE):
+        return True if isinstance(size, int) and _valid_crop_side(size) else \
+            f"size must be a multiple of 32 from 64 to 2048, got {size!r}"
+
+    def to_images(self, faces, size=CROP_SIZE):
+        node = self.DISPLAY_NAME
+        faces = check_faces(faces, node=node).aligned_at(int(size))
+        if faces.count == 0:
+            log.warning("%s: no faces; one black %dx%d crop is output in their place "
+                        "('Blend Faces' ignores it)", node, size, size)
+            crops = torch.zeros(1, 3, int(size), int(size))
+        else:
+            crops = torch.stack([f.aligned for f in faces.flat])
+        return (nchw_to_image(crops), faces)
 
 
 class OldPhotoBlend:
@@ -137,36 +174,78 @@ class OldPhotoBlend:
     RETURN_NAMES = ("image",)
     OUTPUT_TOOLTIPS = ("The photos with the enhanced faces blended in (unchanged where there "
                        "is no face).",)
-    DESCRIPTION = ("Colour-matches each enhanced face to the photo, warps it back and blends it "
-                   "with a feathered mask, as the reference.")
+    DESCRIPTION = ("Colour-matches each enhanced (or restored) face to the photo, warps it "
+                   "back with the inverse of its alignment and blends it with a feathered "
+                   "mask, as the reference.")
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "image": (IMAGE, {"tooltip": "The photos the faces were detected in."}),
-            "faces": (FACES, {"tooltip": "From 'Enhance Faces'."}),
-        }}
+        return {
+            "required": {
+                "image": (IMAGE, {"tooltip": "The photos the faces were detected in (or their "
+                                             "restored version, same size)."}),
+                "faces": (FACES, {"tooltip": "From 'Enhance Faces', or from 'Faces To Images' "
+                                             "with restored_faces connected."}),
+            },
+            "optional": {
+                "restored_faces": (IMAGE, {
+                    "tooltip": "Face crops restored by any node (e.g. CodeFormer, GFPGAN) from "
+                               "the crops of 'Faces To Images': one per face, in order, any "
+                               "size (resized to the alignment size). They replace enhanced "
+                               "crops."}),
+            },
+        }
 
-    def blend(self, image, faces):
+    def blend(self, image, faces, restored_faces=None):
         node = self.DISPLAY_NAME
         images = image_to_nchw(image)
-        b = images.shape[0]
-        faces = check_faces(faces, node=node, batch=b)
-        if not any(faces):
+        b, _, h, w = images.shape
+        faces = check_faces(faces, node=node, batch=b, size=(h, w))
+        if faces.count == 0:
             log.info("%s: no faces; the image is returned unchanged", node)
             return (image,)
-        if any(f.enhanced is None for item in faces for f in item):
-            raise InputError(f"{node}: the faces have not been enhanced: connect 'Enhance "
-                             "Faces' between 'Detect Faces' and 'Blend Faces'")
+        if restored_faces is not None:
+            faces = self._with_restored(faces, restored_faces)
+        elif not faces.enhanced:
+            raise InputError(f"{node}: the faces have no enhanced crops: connect 'Enhance "
+                             "Faces' between 'Detect Faces' and 'Blend Faces', or restored "
+                             "crops of 'Faces To Images' to restored_faces")
+        nested = faces.nested()
         steps = Steps(b)
         out = []
         for i in range(b):
             steps.check()
-            out.append(blend_faces(images[i:i + 1], [faces[i]]) if faces[i]
+            out.append(blend_faces(images[i:i + 1], [nested[i]]) if nested[i]
                        else images[i:i + 1])
             steps.advance()
         return (nchw_to_image(torch.cat(out)),)
 
+    def _with_restored(self, faces: FaceSet, restored: object) -> FaceSet:
+        """The faces with ``restored`` as their enhanced crops (resized to the alignment size
+        by the core's restorer seam, :func:`oldphoto_core.faces.enhance_faces`)."""
+        node = self.DISPLAY_NAME
+        if isinstance(restored, torch.Tensor) and restored.ndim == 4 and not restored.shape[0]:
+            raise InputError(f"{node}: restored_faces is an empty batch but there are "
+                             f"{faces.count} face(s)")
+        crops = to_rgb(image_to_nchw(restored, name=f"{node}: restored_faces"), node=node)
+        crops = crops.contiguous()
+        n, _, ch, cw = crops.shape
+        if faces.face_size is None:
+            # detections never aligned: align at the crops' own side when it can be one (the
+            # template scales with the side, so this is the geometry 'Faces To Images' used)
+            side = ch if ch == cw and _valid_crop_side(ch) else CROP_SIZE
+            faces = faces.aligned_at(side)
+        if n != faces.count:
+            raise InputError(f"{node}: restored_faces has {n} crop(s) but there are "
+                             f"{faces.count} face(s); connect the restored crops of 'Faces To "
+                             "Images' made from these same faces (one per face, in order)")
+        if (ch, cw) != (faces.face_size, faces.face_size):
+            log.info("%s: restored crops of %dx%d are resized to the alignment size %dx%d", node,
+                     cw, ch, faces.face_size, faces.face_size)
+        if faces.enhanced:
+            log.info("%s: restored_faces replaces the faces' enhanced crops", node)
+        return faces.with_faces(enhance_faces(faces.nested(), lambda _aligned: crops))
+
 
 FACE_NODES = {cls.__name__: cls for cls in (OldPhotoFaceDetect, OldPhotoFaceEnhance,
-                                              OldPhotoBlend)}
+                                              OldPhotoFacesToImages, OldPhotoBlend)}

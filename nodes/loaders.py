@@ -306,7 +306,8 @@ class OldPhotoFaceModelLoader(_ModelLoader):
             "default": "auto",
             "tooltip": "Crop size the model was trained for: 256 for Setting_9_epoch_100, 512 "
                        "for FaceSR_512. 'auto' picks 512 when the file or folder name says 512 "
-                       "or FaceSR, else 256. Must match 'Detect Faces'."})
+                       "or FaceSR, else 256. 'Enhance Faces' aligns the faces at this "
+                       "size."})
         return spec
 
     @classmethod

@@ -17,7 +17,7 @@ BOOLEAN = "BOOLEAN"
 
 # ours
 LATENT = "OLDPHOTO_LATENT"              # dict: samples [B, C, h, w], domain, sizes, padding
-FACES = "OLDPHOTO_FACES"                # list (per batch item) of lists of Face
+FACES = "OLDPHOTO_FACES"                # FaceSet (face_set.py): detections + their photos
 VAE = "OLDPHOTO_VAE"
 MAPPING = "OLDPHOTO_MAPPING"
 SCRATCH_MODEL = "OLDPHOTO_SCRATCH_MODEL"

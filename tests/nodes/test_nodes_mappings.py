@@ -17,6 +17,8 @@ LOADERS = {"OldPhotoScratchModelLoader": "OLDPHOTO_SCRATCH_MODEL",
            "OldPhotoVAELoader": "OLDPHOTO_VAE", "OldPhotoMappingLoader": "OLDPHOTO_MAPPING",
            "OldPhotoFaceModelLoader": "OLDPHOTO_FACE_MODEL",
            "OldPhotoFaceDetectorLoader": "OLDPHOTO_FACE_DETECTOR"}
+#: beyond the design's eight: the face crops out to any restorer (issue 14)
+EXTRA = {"OldPhotoFacesToImages"}
 WIDGETS = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 ALL = sorted(NODE_CLASS_MAPPINGS)
 
@@ -30,7 +32,7 @@ def _inputs(cls):
 
 
 def test_every_node_of_the_design_is_registered():
-    assert set(EIGHT) | set(LOADERS) | {"OldPhotoRestore"} == set(NODE_CLASS_MAPPINGS)
+    assert set(EIGHT) | set(LOADERS) | EXTRA | {"OldPhotoRestore"} == set(NODE_CLASS_MAPPINGS)
     assert set(NODE_DISPLAY_NAME_MAPPINGS) == set(NODE_CLASS_MAPPINGS)
     assert len(set(NODE_DISPLAY_NAME_MAPPINGS.values())) == len(NODE_DISPLAY_NAME_MAPPINGS)
     for node_id, out_type in LOADERS.items():

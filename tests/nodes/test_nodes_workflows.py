@@ -17,16 +17,26 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 SEED_CONTROLS = {"fixed", "increment", "decrement", "randomize"}
 
 # The ComfyUI core nodes our workflows use, as ComfyUI declares them (nodes.py,
-# comfy_extras/nodes_mask.py, nodes_preview_any.py); the e2e test checks them against a real
-# ComfyUI's /object_info.
+# comfy_extras/nodes_mask.py, nodes_preview_any.py, nodes_post_processing.py); the e2e test
+# checks them against a real ComfyUI's /object_info.
 CORE_NODES = {
     "LoadImage": {"input": {"required": {"image": ([], {"image_upload": True})}},
                   "output": ["IMAGE", "MASK"]},
     "SaveImage": {"input": {"required": {"images": ("IMAGE", {}),
                                          "filename_prefix": ("STRING", {"default": "ComfyUI"})}},
                   "output": []},
+    "PreviewImage": {"input": {"required": {"images": ("IMAGE", {})}}, "output": []},
     "MaskToImage": {"input": {"required": {"mask": ("MASK", {})}}, "output": ["IMAGE"]},
     "PreviewAny": {"input": {"required": {"source": ("*", {})}}, "output": []},
+    "ImageBlur": {"input": {"required": {
+        "image": ("IMAGE", {}),
+        "blur_radius": ("INT", {"default": 1, "min": 1, "max": 31, "step": 1}),
+        "sigma": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 10.0, "step": 0.1})}},
+        "output": ["IMAGE"]},
+}
+# Nodes of the frontend only (a comment on the canvas): never part of an API prompt.
+VIRTUAL_NODES = {
+    "Note": {"input": {"required": {"text": ("STRING", {"multiline": True})}}, "output": []},
 }
 
 
@@ -36,7 +46,8 @@ def node_spec(node_type: str) -> tuple[list[tuple[str, object, dict, bool]], lis
         cls = NODE_CLASS_MAPPINGS[node_type]
         spec, outputs = cls.INPUT_TYPES(), list(cls.RETURN_TYPES)
     else:
-        spec, outputs = CORE_NODES[node_type]["input"], CORE_NODES[node_type]["output"]
+        known = CORE_NODES.get(node_type) or VIRTUAL_NODES[node_type]
+        spec, outputs = known["input"], known["output"]
     inputs = []
     for section in ("required", "optional"):
         for name, entry in spec.get(section, {}).items():
@@ -49,9 +60,14 @@ def is_widget(typ: object) -> bool:
     return isinstance(typ, (list, tuple)) or typ in WIDGET_TYPES
 
 
-def widget_values(node: dict) -> dict:
+def widget_values(node: dict, *, saved_earlier: bool = False) -> dict:
     """Map a UI node's ``widgets_values`` onto its widget inputs (skipping the frontend's extra
-    values: the seed control and the image upload button)."""
+    values: the seed control and the image upload button).
+
+    ``saved_earlier``: as the editor loads a workflow saved by an earlier version of the node,
+    which assigns the values by position and ignores values beyond the node's widgets (a
+    missing value is still an error: that widget would have no value).
+    """
     inputs, _ = node_spec(node["type"])
     values = list(node.get("widgets_values", []))
     out = {}
@@ -64,20 +80,22 @@ def widget_values(node: dict) -> dict:
             assert values.pop(0) in SEED_CONTROLS
         if opts.get("image_upload"):
             assert values.pop(0) == "image"
-    assert not values, f"{node['type']}#{node['id']}: extra widget values {values}"
+    assert saved_earlier or not values, f"{node['type']}#{node['id']}: extra widget values " \
+                                        f"{values}"
     return out
 
 
-def to_api(ui: dict) -> dict:
-    """The API prompt ComfyUI's "Export (API)" makes of a UI workflow."""
+def to_api(ui: dict, *, saved_earlier: bool = False) -> dict:
+    """The API prompt ComfyUI's "Export (API)" makes of a UI workflow (``saved_earlier``: see
+    :func:`widget_values`)."""
     links = {row[0]: row for row in ui["links"]}
     api = {}
     for node in ui["nodes"]:
-        if node.get("mode", 0) != 0:
+        if node.get("mode", 0) != 0 or node["type"] in VIRTUAL_NODES:
             continue
         inputs = {}
         linked = {i["name"]: i["link"] for i in node.get("inputs", []) if i.get("link")}
-        wv = widget_values(node)
+        wv = widget_values(node, saved_earlier=saved_earlier)
         for name, _, _, _ in node_spec(node["type"])[0]:
             if name in linked:
                 row = links[linked[name]]
@@ -92,7 +110,7 @@ def test_every_workflow_has_an_api_twin():
     names = {p.stem for p in WORKFLOWS}
     assert {"oldphoto_full_restoration", "oldphoto_scratch_restoration",
             "oldphoto_quality_restoration", "oldphoto_all_in_one",
-            "oldphoto_make_training_pairs"} <= names
+            "oldphoto_make_training_pairs", "oldphoto_face_interop"} <= names
     assert {p.name.removesuffix(".api.json") for p in API_DIR.glob("*.api.json")} == names
 
 
@@ -110,7 +128,8 @@ def test_ui_workflow(path, use_models, monkeypatch):
     assert any(n["type"] in NODE_CLASS_MAPPINGS for n in nodes.values())
 
     for node in nodes.values():
-        assert node["type"] in NODE_CLASS_MAPPINGS or node["type"] in CORE_NODES, node["type"]
+        assert node["type"] in NODE_CLASS_MAPPINGS or node["type"] in CORE_NODES \
+            or node["type"] in VIRTUAL_NODES, node["type"]
         inputs, outputs = node_spec(node["type"])
         sockets = [(name, typ, req) for name, typ, _, req in inputs if not is_widget(typ)]
         assert [i["name"] for i in node.get("inputs", [])] == [s[0] for s in sockets]
@@ -170,3 +189,24 @@ def test_the_template_browser_serves_this_folder():
     first = next(name for name in order if (REPO / name).is_dir())
     assert first == "example_workflows"
     assert not list((REPO / "example_workflows").glob("*.api.json"))
+
+
+def test_ui_workflows_saved_with_face_size_on_detect_faces_still_load():
+    """Before the crop size moved to the nodes that consume faces, 'Detect Faces' had a
+    face_size widget (saved as ``["256"]``) and 'Blend Faces' no restored_faces input. The editor
+    assigns saved widget values by position, ignoring those beyond the node's widgets, and
+    matches saved inputs to the node's by name, adding new ones (frontend 1.27:
+    ``LGraphNode.configure``, ``ComfyNode.configure``): such a workflow exports the same prompt
+    as the shipped one, and ComfyUI would drop a stale face_size of an API prompt anyway."""
+    path = REPO / "example_workflows" / "oldphoto_full_restoration.json"
+    ui = json.loads(path.read_text())
+    detect = next(n for n in ui["nodes"] if n["type"] == "OldPhotoFaceDetect")
+    blend = next(n for n in ui["nodes"] if n["type"] == "OldPhotoBlend")
+    assert detect["widgets_values"] == []
+    detect["widgets_values"] = ["256"]
+    blend["inputs"] = [i for i in blend["inputs"] if i["name"] != "restored_faces"]
+    with pytest.raises(AssertionError, match="extra widget values"):
+        to_api(ui)  # what the shipped workflows must not have
+    api = json.loads((API_DIR / "oldphoto_full_restoration.api.json").read_text())
+    twin = {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}
+    assert to_api(ui, saved_earlier=True) == twin
