@@ -1,7 +1,7 @@
 """Peak working memory of one restoration per mode, fitted as bytes per pixel.
 
-This is where the constants of :mod:`oldphoto_core.memory` come from. Each case runs in a fresh
-subprocess: it loads the models, then resets the kernel's peak-RSS counter (``/proc/self/
+This is where the constants of :mod:`oldphoto_core.runtime.memory` come from. Each case runs
+in a fresh subprocess: it loads the models, then resets the kernel's peak-RSS counter (``/proc/self/
 clear_refs``, Linux) so that the peak measured is the restoration's own working memory, not the
 transient of reading the checkpoints. A least-squares line ``bytes = a + b * pixels`` per mode and
 tiling choice is printed at the end, with the worst relative residual, so the model's error is

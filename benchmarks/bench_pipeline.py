@@ -57,7 +57,7 @@ def make_input(megapixels: float | None):
     import torch
     from PIL import Image
 
-    from oldphoto_core.imageio import read_image
+    from oldphoto_core.io.images import read_image
     img, _ = read_image(SAMPLE)
     img = img[:, :3]
     if megapixels is None:
@@ -109,7 +109,7 @@ def run_case(models: str, mode: str, megapixels: float | None, device: str,
 
 
 def main() -> None:
-    from oldphoto_core.numerics import PRECISIONS
+    from oldphoto_core.runtime.numerics import PRECISIONS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mode", choices=("quality", "scratch", "hr"), default="scratch")
     ap.add_argument("--sizes", nargs="*", type=float, default=None,

@@ -52,7 +52,7 @@ def run_once(photos: Path, out: Path, models: Path, workers: int) -> dict:
     """One ``oldphoto restore --engine ray`` run in this process; wall time and peak RSS."""
     import ray
 
-    from oldphoto_core.cli import main
+    from oldphoto_core.cli.commands import main
     ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
     t0 = time.perf_counter()

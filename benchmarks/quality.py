@@ -49,10 +49,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from oldphoto_core.degrade import degrade  # noqa: E402
-from oldphoto_core.imageio import IMAGE_SUFFIXES, read_image  # noqa: E402
+from oldphoto_core.io.images import IMAGE_SUFFIXES, read_image  # noqa: E402
+from oldphoto_core.io.resample import pil_resize  # noqa: E402
 from oldphoto_core.models import resolve_models  # noqa: E402
 from oldphoto_core.pipeline import SCRATCH_MODES, Restorer, reference_mask_quirk  # noqa: E402
-from oldphoto_core.resample import pil_resize  # noqa: E402
 from training.recipes.photos import HELD_OUT, load_photo  # noqa: E402
 
 DEFAULT_OUT = REPO / "benchmarks" / "out" / "quality"

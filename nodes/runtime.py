@@ -14,7 +14,7 @@ import torch
 
 from oldphoto_core.errors import InputError
 from oldphoto_core.loading import ModelDescriptor
-from oldphoto_core.progress import responsive
+from oldphoto_core.runtime.progress import responsive
 
 from . import comfy_compat as compat
 
@@ -92,7 +92,7 @@ def models_on_device(*models: ModelDescriptor) -> Iterator[torch.device]:
     On an accelerator, ComfyUI is first asked to free memory for the weights plus working
     memory. Models go back to the offload device in a ``finally``, so an error or an interrupt
     never leaves them on the GPU. Inside the block, long computations report in small steps
-    (:func:`oldphoto_core.progress.responsive`), so Cancel lands within a second.
+    (:func:`oldphoto_core.runtime.progress.responsive`), so Cancel lands within a second.
     """
     device = compat.get_torch_device()
     offload = compat.offload_device()

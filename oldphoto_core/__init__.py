@@ -11,7 +11,7 @@ from .errors import (
     UnsupportedModelError,
 )
 from .faces import Face, FaceDetector, make_face_detector, restore_faces
-from .imageio import read_image, write_image
+from .io.images import read_image, write_image
 from .loading import (
     ModelDescriptor,
     canonicalize_state_dict,
@@ -38,3 +38,13 @@ __all__ = [
     "model_from_state_dict", "read_image", "read_state_dict", "save_safetensors",
     "write_image", "__version__",
 ]
+
+
+def __getattr__(name: str):
+    """``restore_dataset`` (restoration as a step of a Ray Data pipeline), imported on first
+    use: its module needs the ``ray`` extra only when called, and ``import oldphoto_core``
+    stays as light as the core."""
+    if name == "restore_dataset":
+        from .cli.ray_engine import restore_dataset
+        return restore_dataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

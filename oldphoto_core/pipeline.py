@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .checks import check_images
 from .errors import InputError
-from .memory import check_fits
+from .io.resample import pil_resize, round_to_multiple
 from .models import ModelStore, required_roles, resolve_models
-from .numerics import PRECISIONS, use_precision
-from .progress import Progress
-from .resample import pil_resize, round_to_multiple
+from .runtime.checks import check_images
+from .runtime.memory import check_fits
+from .runtime.numerics import PRECISIONS, use_precision
+from .runtime.progress import Progress
 from .stages.restore import (
     decode_clean,
     encode_old,
@@ -87,13 +87,13 @@ class Restorer:
             (from ``tile_from_megapixels``). Attention stays global; results are the same up to
             float summation order, peak memory is lower on large scans.
         precision: ``"exact"`` (strict fp32, as the reference) or ``"tf32"`` (faster on recent
-            NVIDIA GPUs, outside the parity tolerances; see :mod:`oldphoto_core.numerics`).
+            NVIDIA GPUs, outside the parity tolerances; see :mod:`oldphoto_core.runtime.numerics`).
         max_megapixels: restore photos larger than this at a working size of this many
             megapixels (same aspect ratio) and upsample the result to the input's size (bicubic);
             ``None``: always at the input's size.
         check_memory: estimate the memory a photo needs before any work and refuse it with
             :class:`~oldphoto_core.errors.InsufficientMemoryError` when it would not fit (CPU
-            memory; see :mod:`oldphoto_core.memory`).
+            memory; see :mod:`oldphoto_core.runtime.memory`).
     """
 
     def __init__(self, models: ModelStore | str | None = None, *,
@@ -190,8 +190,8 @@ class Restorer:
             face_detector: a ready :class:`~oldphoto_core.faces.FaceDetector` to use instead of
                 building the ``faces`` backend (``faces`` must then not be ``"off"``).
             progress: ``progress(done, total)`` over the scratch mapping's attention, the step
-                that takes minutes on large scans (see :mod:`oldphoto_core.progress`); it may
-                raise to abort.
+                that takes minutes on large scans (see :mod:`oldphoto_core.runtime.progress`);
+                it may raise to abort.
         """
         if scratch not in SCRATCH_MODES:
             raise InputError(f"scratch must be one of {SCRATCH_MODES}, got {scratch!r}")

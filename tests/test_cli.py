@@ -9,7 +9,7 @@ from safetensors import safe_open
 
 from oldphoto_core import load_model
 from oldphoto_core.arch import ScratchUNet
-from oldphoto_core.cli import main
+from oldphoto_core.cli.commands import main
 
 
 def test_convert_writes_identical_safetensors_with_metadata(tmp_path: Path, capsys):

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from oldphoto_core import download
+from oldphoto_core.cli import download
 from oldphoto_core.arch import (
     OldPhotoVAE,
     PatchAttentionMapping,
@@ -30,8 +30,8 @@ from oldphoto_core.arch import (
     ScratchUNet,
     SPADEFaceGenerator,
 )
-from oldphoto_core.cli import main
-from oldphoto_core.download import ArchiveRefused, check_members
+from oldphoto_core.cli.commands import main
+from oldphoto_core.cli.download import ArchiveRefused, check_members
 from oldphoto_core.loading import load_model, read_state_dict
 from oldphoto_core.models import ROLES, resolve_models
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from oldphoto_core import InputError, OutputError, read_image, write_image
-from oldphoto_core.imageio import IMAGE_SUFFIXES, probe_image
+from oldphoto_core.io.images import IMAGE_SUFFIXES, probe_image
 
 _PIL_FORMAT = {".jfif": "JPEG", ".jpe": "JPEG", ".dib": "BMP", ".pnm": "PPM", ".pgm": "PPM",
                ".pbm": "PPM"}

@@ -11,9 +11,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 #: the layers under oldphoto_core that nothing above them may be imported by
-RUNTIME = ("numerics", "progress", "runtime", "resample", "errors", "checks")
-UPPER = ("pipeline", "models", "cli", "restore_cli", "models_cli", "download", "ray_engine",
-         "remote_paths", "manifest", "memory")
+RUNTIME = ("runtime", "io", "errors")
+UPPER = ("pipeline", "models", "cli")
 
 
 def _module_name(path: Path) -> str:
@@ -59,13 +58,13 @@ def test_the_engine_never_imports_nodes_training_or_comfyui():
     # free of it)
     assert not sorted(f"{m} imports ray" for m, names in core.items() for n, top in names
                       if (n == "ray" or n.startswith("ray.")) and
-                      (top or m != "oldphoto_core.ray_engine"))
+                      (top or m != "oldphoto_core.cli.ray_engine"))
 
 
 def test_networks_and_runtime_import_nothing_above_them():
     core = _modules("oldphoto_core")
     above_arch = [f"oldphoto_core.{m}" for m in (*UPPER, "stages", "faces", "loading",
-                                                 "registry", "degrade", "imageio")]
+                                                 "registry", "degrade", "io")]
     assert not _violations({m: n for m, n in core.items() if m.startswith("oldphoto_core.arch")},
                            lambda m: above_arch)
     runtime = {m: n for m, n in core.items()
@@ -83,9 +82,9 @@ def test_nodes_and_training_do_not_import_each_other():
 
 def test_the_reader_resolves_relative_and_lazy_imports():
     blocks = _imports(REPO / "oldphoto_core" / "arch" / "blocks.py")
-    assert ("oldphoto_core.numerics", True) in blocks          # from ..numerics import ...
-    cli = _imports(REPO / "oldphoto_core" / "cli.py")
-    assert ("oldphoto_core.restore_cli", False) in cli         # imported inside a function
+    assert ("oldphoto_core.runtime.numerics", True) in blocks  # from ..runtime.numerics import ...
+    cli = _imports(REPO / "oldphoto_core" / "cli" / "commands.py")
+    assert ("oldphoto_core.cli.restore", False) in cli         # imported inside a function
     assert _violations({"x": {("oldphoto_core.pipeline.sub", True)}},
                        lambda m: ("oldphoto_core.pipeline",)) == [
         "x imports oldphoto_core.pipeline.sub"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from oldphoto_core.manifest import ManifestRow, ManifestWriter, last_rows, read_manifest
+from oldphoto_core.cli.manifest import ManifestRow, ManifestWriter, last_rows, read_manifest
 
 
 def test_rows_append_and_the_last_row_of_an_input_wins(tmp_path):

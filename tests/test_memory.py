@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from oldphoto_core import InsufficientMemoryError
-from oldphoto_core.memory import (
+from oldphoto_core.runtime.memory import (
     USABLE_SHARE,
     available_bytes,
     check_fits,

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from oldphoto_core.arch import OldPhotoVAE
-from oldphoto_core.cli import main
+from oldphoto_core.cli.commands import main
 from oldphoto_core.errors import CheckpointError
-from oldphoto_core.imageio import write_image
+from oldphoto_core.io.images import write_image
 from oldphoto_core.models import (
     BUNDLED_LABEL,
     ROLES,

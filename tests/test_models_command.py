@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from oldphoto_core.arch import OldPhotoVAE, QualityMapping
-from oldphoto_core.cli import main
+from oldphoto_core.cli.commands import main
 from oldphoto_core.models import ROLES
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oldphoto_core.numerics import network_math, use_precision
+from oldphoto_core.runtime.numerics import network_math, use_precision
 
 
 @pytest.fixture

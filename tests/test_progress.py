@@ -7,7 +7,7 @@ import torch
 
 from oldphoto_core.arch import partial_nonlocal
 from oldphoto_core.arch.partial_nonlocal import partial_attention
-from oldphoto_core.progress import report, reporting
+from oldphoto_core.runtime.progress import report, reporting
 
 
 def test_report_without_a_callback_is_silent() -> None:
@@ -46,7 +46,7 @@ def test_a_raising_callback_aborts_the_attention() -> None:
 @pytest.mark.parametrize("path", ["fused", "chunked"])
 def test_responsive_mode_reports_in_small_steps_with_the_same_result(path, monkeypatch) -> None:
     """ComfyUI asks for small steps (Cancel within a second); the CLI keeps large calls."""
-    from oldphoto_core.progress import is_responsive, responsive
+    from oldphoto_core.runtime.progress import is_responsive, responsive
     if path == "chunked":
         monkeypatch.setattr(partial_nonlocal, "_fused_kernel", lambda queries: None)
     keys = 400

@@ -13,9 +13,9 @@ from PIL import Image
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'oldphoto[ray]'")
 
-from oldphoto_core.cli import build_parser, main  # noqa: E402
-from oldphoto_core.manifest import last_rows  # noqa: E402
-from oldphoto_core.ray_engine import RestoreWorker, restore_rows  # noqa: E402
+from oldphoto_core.cli.commands import build_parser, main  # noqa: E402
+from oldphoto_core.cli.manifest import last_rows  # noqa: E402
+from oldphoto_core.cli.ray_engine import RestoreWorker, restore_rows  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -99,13 +99,13 @@ def test_a_worker_that_dies_is_replaced_and_its_photo_retried(cluster, photos, m
 
 
 def test_importing_the_package_never_imports_ray():
-    code = ("import sys, oldphoto_core, oldphoto_core.cli, oldphoto_core.restore_cli; "
+    code = ("import sys, oldphoto_core, oldphoto_core.cli.commands, oldphoto_core.cli.restore; "
             "raise SystemExit('ray' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 def test_python_api_restores_a_dataset_of_images_or_paths(cluster, photos, models):
-    from oldphoto_core.ray_engine import restore_dataset
+    from oldphoto_core.cli.ray_engine import restore_dataset
     rng = np.random.default_rng(1)
     arrays = [rng.integers(0, 256, (24, 32, 3), dtype=np.uint8),
               rng.integers(0, 65536, (20, 20, 3), dtype=np.uint16)]

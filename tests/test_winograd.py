@@ -17,8 +17,8 @@ from numeric_bounds import check_within, conv2d_bound, winograd_bound, winograd_
 
 import oldphoto_core.runtime.winograd as wg
 from oldphoto_core.arch.conv import Conv2d
-from oldphoto_core.numerics import use_precision
 from oldphoto_core.runtime.convolution import WINOGRAD_MIN_PIXELS, conv2d, winograd_pays_off
+from oldphoto_core.runtime.numerics import use_precision
 from oldphoto_core.runtime.winograd import _AT, _BT, _G, winograd_conv3x3
 
 # Lavin & Gray's F(4, 3) (points 0, +-1, +-2): the baseline our points are chosen against.

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..numerics import fast_kernels
 from ..runtime.convolution import conv2d
 from ..runtime.in_place import IN_PLACE
+from ..runtime.numerics import fast_kernels
 from ..runtime.walk import Backend, Residual, StackWalker, run_stack
 from .conv import Conv2d
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..progress import is_responsive, report
+from ..runtime.progress import is_responsive, report
 from .blocks import ResnetBlock, Runner, run_stack
 from .conv import Conv2d
 
@@ -76,7 +76,7 @@ _EXP_FLOOR = -87.0
 FUSED_QUERY_ROWS = 4096
 
 #: Logits (queries x keys) per call on CPU when the caller asked for responsive progress
-#: (:func:`oldphoto_core.progress.responsive`, the ComfyUI nodes). The progress hook runs
+#: (:func:`oldphoto_core.runtime.progress.responsive`, the ComfyUI nodes). The progress hook runs
 #: between calls and is where Cancel lands: 2**23 logits at 512 channels are about 17 GFLOP,
 #: 0.2 s on 2 cores, where 4096 rows against 16384 keys took 1-4 s. The size depends on the
 #: shapes only, never on timing.
@@ -206,7 +206,7 @@ def partial_attention(theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor,
         key_weight: ``[B, N]`` in [0, 1], 0 = damaged key (excluded).
         chunk_elements: budget for one chunk's logit matrix.
 
-    Progress (queries done of ``B * N``) goes to :func:`oldphoto_core.progress.reporting`'s
+    Progress (queries done of ``B * N``) goes to :func:`oldphoto_core.runtime.progress.reporting`'s
     callback after every chunk.
 
     Returns:

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..checks import check_images
 from ..errors import InputError
+from ..runtime.checks import check_images
 from ._random import Stream, bernoulli, choice, item_rng, smooth_noise, uniform
 from .config import DEFAULT_CONFIG, DegradeConfig
 from .structured import (

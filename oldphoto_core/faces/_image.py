@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..checks import check_images as _check_images
+from ..runtime.checks import check_images as _check_images
 
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL "L"
 
 
 def check_images(images: object, name: str = "images") -> torch.Tensor:
-    """The engine's image check (:func:`oldphoto_core.checks.check_images`), any size accepted:
-    a face stage can run on crops smaller than the networks' minimum."""
+    """The engine's image check (:func:`oldphoto_core.runtime.checks.check_images`), any size
+    accepted: a face stage can run on crops smaller than the networks' minimum."""
     return _check_images(images, name=name, min_side=1)
 
 

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
-from ..numerics import network_math
+from ..runtime.memory import FACE_CPU_BUDGET_MB
+from ..runtime.numerics import network_math
 from .types import Face
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ __all__ = ["CropRestorer", "FaceModel", "enhance_crops", "enhance_faces", "faces
 # Peak activation memory of the SPADE generator per face, in values per crop pixel (measured on
 # CPU, float32: about 180 MB per 256 px face and 780 MB per 512 px face, with some margin).
 _ACTIVATION_VALUES_PER_PIXEL = 750
-_CPU_BUDGET_MB = 2048.0
 _CUDA_FREE_FRACTION = 0.5
 
 Progress = Callable[[int, int], None]
@@ -68,7 +68,7 @@ def faces_per_chunk(face_size: int, *, dtype: torch.dtype = torch.float32,
             free, _ = torch.cuda.mem_get_info(dev)
             memory_budget_mb = free / 2**20 * _CUDA_FREE_FRACTION
         else:
-            memory_budget_mb = _CPU_BUDGET_MB
+            memory_budget_mb = FACE_CPU_BUDGET_MB
     itemsize = torch.empty((), dtype=dtype).element_size()
     per_face = _ACTIVATION_VALUES_PER_PIXEL * face_size * face_size * itemsize
     return max(1, int(memory_budget_mb * 2**20 // per_face))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..numerics import fast_kernels
+from .numerics import fast_kernels
 from .winograd import PADDING_MODES, winograd_conv3x3
 
 __all__ = ["conv2d", "winograd_pays_off", "WINOGRAD_MIN_CHANNELS",
@@ -65,7 +65,7 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 
     Winograd is used on CPU float32 inputs for 3x3, stride-1, undilated, ungrouped kernels
     where :func:`winograd_pays_off`, in inference, unless the precision is ``"direct"``
-    (:mod:`oldphoto_core.numerics`).
+    (:mod:`oldphoto_core.runtime.numerics`).
 
     ``padding_mode``: ``"zeros"`` (as ``F.conv2d``) or ``"reflect"``, which equals
     ``nn.ReflectionPad2d(padding)`` followed by an unpadded convolution - the pix2pixHD blocks'

@@ -25,7 +25,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from ..numerics import fast_kernels
+from .numerics import fast_kernels
 
 __all__ = ["Backend", "Residual", "StackWalker", "FRESH_OUTPUT", "IN_PLACE_ACTIVATIONS",
            "is_plain_instance_norm", "run_stack", "walk"]
@@ -154,7 +154,7 @@ def run_stack(stack: nn.Module, x: torch.Tensor, backend: Backend | None = None
               ) -> torch.Tensor:
     """``stack(x)`` as the networks run it: through ``backend`` when one is given (e.g. exact
     strips, :func:`~oldphoto_core.runtime.strips.tiled_runner`); in inference with fast kernels
-    (:func:`~oldphoto_core.numerics.fast_kernels`) through the in-place back end, the same
+    (:func:`~oldphoto_core.runtime.numerics.fast_kernels`) through the in-place back end, the same
     function with fewer fresh feature maps; otherwise PyTorch's own ``stack(x)``.
     """
     if backend is not None:

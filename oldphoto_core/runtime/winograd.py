@@ -91,7 +91,7 @@ def workspace() -> Iterator[None]:
     about a third of a millisecond per MB, 70 ms per 512-channel layer at 124x156, a quarter of
     its time). Inside this block the padded input, the transformed weights and the chunk buffers
     are kept and grown as needed, and released when the block ends; outputs are always fresh.
-    :func:`oldphoto_core.numerics.network_math` opens one around every network call.
+    :func:`oldphoto_core.runtime.numerics.network_math` opens one around every network call.
     """
     token = _POOL.set({})
     try:

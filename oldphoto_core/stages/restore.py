@@ -13,12 +13,12 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_images, check_mask
 from ..errors import InputError
+from ..io.resample import pil_resize, round_to_multiple
 from ..loading import ModelDescriptor
-from ..numerics import network_math
-from ..progress import Progress, reporting
-from ..resample import pil_resize, round_to_multiple
+from ..runtime.checks import check_images, check_mask
+from ..runtime.numerics import network_math
+from ..runtime.progress import Progress, reporting
 from ..runtime.strips import tiled_runner
 from .tone import reference_stretch
 

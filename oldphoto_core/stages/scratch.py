@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_images
+from ..io.resample import is_8bit_valued, round_to_multiple
 from ..loading import ModelDescriptor
-from ..numerics import network_math
-from ..resample import is_8bit_valued, round_to_multiple
+from ..runtime.checks import check_images
+from ..runtime.numerics import network_math
 
 __all__ = ["detect_scratches", "scratch_probability", "detector_input_size", "luma",
            "dilate_mask"]

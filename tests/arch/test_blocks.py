@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from numeric_bounds import check_within, instance_norm_bound, stack_tolerance
 
 from oldphoto_core.arch.blocks import SpectralNormConv2d
-from oldphoto_core.numerics import use_precision
+from oldphoto_core.runtime.numerics import use_precision
 
 
 def _expected(conv: SpectralNormConv2d, x: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 import oldphoto_core.runtime.convolution as conv_module
 from oldphoto_core import model_from_state_dict
-from oldphoto_core.numerics import use_precision
+from oldphoto_core.runtime.numerics import use_precision
 
 
 def run_case(model_desc, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -11,7 +11,7 @@ from torch import nn
 
 from oldphoto_core.errors import InputError
 from oldphoto_core.faces import Face, enhance_crops, enhance_faces, faces_per_chunk
-from oldphoto_core.numerics import network_math
+from oldphoto_core.runtime.numerics import network_math
 
 
 class Recorder(nn.Module):

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from oldphoto_core.imageio import IMAGE_SUFFIXES
-from oldphoto_core.manifest import read_manifest
+from oldphoto_core.cli.manifest import read_manifest
+from oldphoto_core.io.images import IMAGE_SUFFIXES
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "oldphoto_core.cli", *args],
+    return subprocess.run([sys.executable, "-m", "oldphoto_core.cli.commands", *args],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
 
@@ -217,7 +217,7 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(
     import cv2
     import torch
 
-    from oldphoto_core.cli import main
+    from oldphoto_core.cli.commands import main
     from oldphoto_core.pipeline import Restorer
     src = tmp_path / "in"
     src.mkdir()
@@ -255,7 +255,7 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(
 
 def test_interrupt_stops_with_a_summary(tmp_path: Path, tiny_models_dir: Path, monkeypatch,
                                         capsys) -> None:
-    from oldphoto_core.cli import main
+    from oldphoto_core.cli.commands import main
     from oldphoto_core.pipeline import Restorer
     src = tmp_path / "in"
     src.mkdir()

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from oldphoto_core.cli import main
-from oldphoto_core.manifest import last_rows, read_manifest
+from oldphoto_core.cli.commands import main
+from oldphoto_core.cli.manifest import last_rows, read_manifest
 
 
 def _samples(parity: Path) -> Path:

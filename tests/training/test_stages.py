@@ -131,7 +131,7 @@ def test_init_fine_tunes_from_a_checkpoint_and_refuses_other_networks(stage_runs
 
 
 def test_oldphoto_info_recognises_every_written_generator(stage_runs, capsys):
-    from oldphoto_core.cli import main as oldphoto
+    from oldphoto_core.cli.commands import main as oldphoto
     files = [str(stage_runs[name] / filename) for name, (filename, *_r) in EXPECTED.items()]
     assert oldphoto(["info", *files]) == 0
     lines = capsys.readouterr().out.splitlines()

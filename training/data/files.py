@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from oldphoto_core.errors import InputError
-from oldphoto_core.imageio import IMAGE_SUFFIXES, probe_image
+from oldphoto_core.io.images import IMAGE_SUFFIXES, probe_image
 
 from ..errors import DataError
 

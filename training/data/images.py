@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from oldphoto_core.imageio import read_image
+from oldphoto_core.io.images import read_image
 
 __all__ = ["CropBox", "load_rgb", "load_gray", "fit_for_crop", "random_box", "apply_box",
            "to_signed", "resize_square", "resize_mask"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oldphoto_core.errors import InputError
-from oldphoto_core.imageio import probe_image
+from oldphoto_core.io.images import probe_image
 
 from ..errors import DataError
 from .files import list_image_files

@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .errors import OldPhotoError, OutputError
-from .imageio import IMAGE_SUFFIXES, probe_image, read_image, write_image
+from ..errors import OldPhotoError, OutputError
+from ..io.images import IMAGE_SUFFIXES, probe_image, read_image, write_image
+from ..models import ROLES, default_models_dir, resolve_models
+from ..pipeline import Restorer
 from .manifest import MANIFEST_NAME, STATUSES, ManifestRow, ManifestWriter
-from .models import ROLES, default_models_dir, resolve_models
-from .pipeline import Restorer
 
 __all__ = ["Inputs", "collect_inputs", "output_path", "run_restore", "describe_failure",
            "build_restorer", "restore_image", "restore_job", "skipped_row", "report",

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import InputError, OutputError
+from ..errors import InputError, OutputError
 
 __all__ = ["ImageInfo", "read_image", "write_image", "to_integer", "probe_image",
            "IMAGE_SUFFIXES", "opencv_pixel_limit"]
@@ -89,8 +89,8 @@ def probe_image(path: str | os.PathLike[str]) -> tuple[int, int]:
 def _pillow_open(p: Path) -> Iterator[Image.Image]:
     """``Image.open`` without Pillow's decompression-bomb guard (lifted under a lock, for the
     open only): the size is what we want to know, and whether it fits is decided by our own
-    limits (:func:`opencv_pixel_limit`, :mod:`oldphoto_core.memory`), with a message that says
-    so, instead of Pillow's warning or error."""
+    limits (:func:`opencv_pixel_limit`, :mod:`oldphoto_core.runtime.memory`), with a message
+    that says so, instead of Pillow's warning or error."""
     with _PIL_LIMIT_LOCK:
         saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:

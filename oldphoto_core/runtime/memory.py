@@ -26,8 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import InsufficientMemoryError
-from .faces.enhance import _CPU_BUDGET_MB as _FACE_CPU_BUDGET_MB
+from ..errors import InsufficientMemoryError
 
 __all__ = ["MemoryModel", "WORKING_MEMORY", "FULL_SIZE_BYTES_PER_PIXEL", "FACE_BYTES",
            "estimate_bytes", "available_bytes", "largest_megapixels", "check_fits"]
@@ -60,9 +59,11 @@ WORKING_MEMORY: dict[tuple[str, bool], MemoryModel] = {
 #: 8-bit RGB photo restored at a smaller working size; 32 covers RGBA).
 FULL_SIZE_BYTES_PER_PIXEL = 32
 
-#: The face stage: faces go through the generator in chunks sized to its CPU activation budget
-#: (:func:`oldphoto_core.faces.enhance.faces_per_chunk`), plus the crops and masks around them.
-FACE_BYTES = int(_FACE_CPU_BUDGET_MB + 256) << 20
+#: CPU activation budget of the face stage: faces go through the generator in chunks sized to
+#: it (:func:`oldphoto_core.faces.enhance.faces_per_chunk`).
+FACE_CPU_BUDGET_MB = 2048.0
+#: The face stage's memory: its activation budget plus the crops and masks around them.
+FACE_BYTES = int(FACE_CPU_BUDGET_MB + 256) << 20
 
 #: Share of the available memory a restoration may plan to use: the rest absorbs the model's
 #: error and what other processes allocate meanwhile.

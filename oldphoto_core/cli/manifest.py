@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .errors import OutputError
+from ..errors import OutputError
 
 __all__ = ["MANIFEST_NAME", "STATUSES", "ManifestRow", "ManifestWriter", "read_manifest",
            "last_rows"]

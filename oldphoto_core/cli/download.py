@@ -37,9 +37,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import __version__
-from .errors import CheckpointError, DownloadError, OldPhotoError, OutputError
-from .loading import (
+from .. import __version__
+from ..errors import CheckpointError, DownloadError, OldPhotoError, OutputError
+from ..loading import (
     canonicalize_state_dict,
     load_model,
     model_from_state_dict,
@@ -47,8 +47,8 @@ from .loading import (
     read_state_dict,
     save_safetensors,
 )
-from .models import ROLES
-from .registry import detect_architecture, get_architecture
+from ..models import ROLES
+from ..registry import detect_architecture, get_architecture
 
 __all__ = ["Archive", "ARCHIVES", "DEFAULT_BASE_URL", "URL_ENV", "ArchiveRefused",
            "InstallReport", "download_base_url", "fetch", "check_members", "install_archive",

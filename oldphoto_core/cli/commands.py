@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import OldPhotoError, OutputError
-from .loading import (
+from ..errors import OldPhotoError, OutputError
+from ..loading import (
     METADATA_ARCH_KEY,
     canonicalize_state_dict,
     load_model,
@@ -24,8 +24,8 @@ from .loading import (
     read_state_dict,
     save_safetensors,
 )
-from .models_cli import add_models_parser
-from .numerics import PRECISIONS
+from ..runtime.numerics import PRECISIONS
+from .models import add_models_parser
 
 __all__ = ["main", "build_parser"]
 
@@ -59,7 +59,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         try:
             desc = load_model(name)
         except Exception as exc:  # every file gets its line, whatever is wrong with it
-            from .restore_cli import describe_failure
+            from .restore import describe_failure
             print(f"{name}: ERROR {describe_failure(exc)}")
             if args.debug:
                 traceback.print_exc()
@@ -73,7 +73,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
-    from .restore_cli import run_restore
+    from .restore import run_restore
     return run_restore(args)
 
 
@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug or a resource problem: one line, traceback on request
         if args.debug:
             traceback.print_exc()
-        from .restore_cli import describe_failure
+        from .restore import describe_failure
         print(f"oldphoto {args.command}: unexpected error: {describe_failure(exc)}",
               file=sys.stderr)
         return 2

@@ -17,8 +17,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from .errors import CheckpointError, OldPhotoError
-from .models import (
+from ..errors import CheckpointError, OldPhotoError
+from ..models import (
     BUNDLED_LABEL,
     BUNDLED_MANIFEST,
     CHECKPOINT_SUFFIXES,
@@ -156,8 +156,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_verify(args: argparse.Namespace) -> int:
     """Load every file of the resolved set strictly; exit 1 when any fails."""
-    from .loading import load_model
-    from .restore_cli import describe_failure
+    from ..loading import load_model
+    from .restore import describe_failure
     _explicit_dir(args.models)
     store = resolve_models(args.models)
     print(f"models: {store.label}")
@@ -195,9 +195,9 @@ def _verify_unused(root: Path, used: set[Path], notes: list[str], debug: bool) -
     file, and verify must say so. A file that cannot be read, or that sits at a role's published
     path (``.pth`` or converted) without holding that role's network, fails; a good duplicate
     or a readable file elsewhere is only noted. Returns how many failed."""
-    from .errors import UnsupportedModelError
-    from .loading import load_model
-    from .restore_cli import describe_failure
+    from ..errors import UnsupportedModelError
+    from ..loading import load_model
+    from .restore import describe_failure
     if not root.is_dir() or (root / BUNDLED_MANIFEST).is_file():
         return 0  # a model set lists its files; anything else there is not ours to judge
     published: dict[Path, str] = {}  # a file at a role's place must be that role's network

@@ -25,7 +25,7 @@ from contextvars import ContextVar
 
 import torch
 
-from .runtime.winograd import workspace
+from .winograd import workspace
 
 __all__ = ["use_precision", "network_math", "fast_kernels", "PRECISIONS"]
 

@@ -3,7 +3,7 @@
 
 The driver lists a URI folder (names only); each worker copies one photo to a local temporary
 file, restores it with the local engine's code, and uploads the result. Nothing here decodes an
-image; :mod:`oldphoto_core.imageio` still reads every file, so formats, bit depth, grey and alpha
+image; :mod:`oldphoto_core.io.images` still reads every file, so formats, bit depth, grey and alpha
 are handled exactly as for local files. pyarrow comes with Ray Data (``oldphoto[ray]``).
 """
 
@@ -13,7 +13,7 @@ import re
 import shutil
 from pathlib import Path, PurePosixPath
 
-from .errors import InputError, OutputError
+from ..errors import InputError, OutputError
 
 __all__ = ["is_uri", "list_uri_inputs", "uri_exists", "fetch", "upload", "join_uri",
            "uri_output"]
@@ -44,7 +44,7 @@ def join_uri(folder: str, name: str) -> str:
 
 def uri_output(outdir: str, src: str, taken: set[str]) -> str:
     """``OUTDIR/<stem>.png``; a second input with the same stem keeps its extension (the local
-    engine's rule, :func:`~oldphoto_core.restore_cli.output_path`)."""
+    engine's rule, :func:`~oldphoto_core.cli.restore.output_path`)."""
     name = PurePosixPath(src.split("://", 1)[-1])
     out = join_uri(outdir, f"{name.stem}.png")
     if out in taken:
@@ -67,7 +67,7 @@ def list_uri_inputs(uri: str) -> tuple[list[str], list[tuple[str, str]]]:
         raise InputError(f"{uri}: no such file or folder")
     if info.type == pafs.FileType.File:
         return [uri], []
-    from .restore_cli import why_not_taken
+    from .restore import why_not_taken
     photos, not_taken = [], []
     for entry in sorted(fs.get_file_info(pafs.FileSelector(path, recursive=False)),
                         key=lambda e: e.base_name):

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["check_images", "check_mask", "MIN_SIDE", "RANGE_SLACK"]
 

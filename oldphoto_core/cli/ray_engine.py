@@ -3,7 +3,7 @@
 The driver only lists paths (it never decodes an image). Ray Data streams ``(input, output)``
 rows through a pool of actors; each actor builds one :class:`~oldphoto_core.Restorer` (models
 loaded once per worker, on its GPU when it has one) and runs exactly what the local engine runs
-for a photo (:func:`~oldphoto_core.restore_cli.restore_job`), so options, naming, bit depth,
+for a photo (:func:`~oldphoto_core.cli.restore.restore_job`), so options, naming, bit depth,
 grey and alpha handling are the same. Results come back as manifest rows, which the driver
 writes to ``OUT/manifest.jsonl`` as they arrive.
 
@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..errors import OldPhotoError
 from . import remote_paths
-from .errors import OldPhotoError
 from .manifest import ManifestRow, ManifestWriter
 from .remote_paths import is_uri
 
@@ -54,12 +54,12 @@ class RestoreWorker:
     """
 
     def __init__(self, options: dict[str, Any]) -> None:
-        from .restore_cli import build_restorer
+        from .restore import build_restorer
         self.args = argparse.Namespace(**options)
         self.restorer = build_restorer(self.args)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        from .restore_cli import restore_job, skipped_row
+        from .restore import restore_job, skipped_row
         out: dict[str, list] = {k: [] for k in ("input", "output", "status", "error", "mode",
                                                 "width", "height", "seconds")}
         for src, dst in zip(batch["input"], batch["output"], strict=True):
@@ -83,7 +83,7 @@ class RestoreWorker:
 
     def _remote(self, src: str, dst: str) -> ManifestRow:
         """A photo on another filesystem: copied in, restored as a local file, copied out."""
-        from .restore_cli import describe_failure, restore_job
+        from .restore import describe_failure, restore_job
         with tempfile.TemporaryDirectory(prefix="oldphoto-") as tmp:
             try:
                 local = remote_paths.fetch(src, Path(tmp)) if is_uri(src) else Path(src)
@@ -154,7 +154,7 @@ def restore_rows(args: argparse.Namespace, jobs: list[tuple[Path, Path]], *,
 
 def run_jobs(args: argparse.Namespace, jobs: list[tuple[Path, Path]],
              manifest: ManifestWriter) -> tuple[list[ManifestRow], int]:
-    """The Ray engine's loop for :func:`~oldphoto_core.restore_cli.run_restore`: rows written
+    """The Ray engine's loop for :func:`~oldphoto_core.cli.restore.run_restore`: rows written
     to ``manifest`` as they arrive; returns ``(rows, photos not reached)``."""
     rows: list[ManifestRow] = []
     try:
@@ -182,7 +182,7 @@ def restore_options(**options: Any) -> argparse.Namespace:
     Raises:
         OldPhotoError: an option the command line does not have.
     """
-    from .cli import build_parser
+    from .commands import build_parser
     args = build_parser().parse_args(["restore", "-", "-o", "-"])
     unknown = sorted(set(options) - set(vars(args)))
     if unknown:
@@ -202,7 +202,7 @@ class DatasetWorker:
     """
 
     def __init__(self, options: dict[str, Any]) -> None:
-        from .restore_cli import build_restorer
+        from .restore import build_restorer
         self.args = argparse.Namespace(**options)
         self.restorer = build_restorer(self.args)
 
@@ -210,8 +210,8 @@ class DatasetWorker:
         import numpy as np
         import torch
 
-        from .imageio import read_image, to_integer
-        from .restore_cli import restore_image
+        from ..io.images import read_image, to_integer
+        from .restore import restore_image
         if "image" in row:
             arr = np.asarray(row["image"])
             arr = arr[..., None] if arr.ndim == 2 else arr
@@ -229,7 +229,7 @@ class DatasetWorker:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
-        from .restore_cli import describe_failure
+        from .restore import describe_failure
         n = len(next(iter(batch.values())))
         rows = [{k: v[i] for k, v in batch.items()} for i in range(n)]
         restored, status, error, mode = [], [], [], []
