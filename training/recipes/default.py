@@ -23,12 +23,14 @@ what the published weights are for. No VGG term (its weights cannot be fetched h
 crops (the latent is 32 x 32, so the scratch mapping's attention sees a whole crop), batch 8,
 Adam at 5e-4 (the paper's 2e-4 is tuned for GAN training; fidelity-only training of small
 networks converges faster with a larger step), constant for half the run, then decaying
-linearly to zero. 4000 steps for the VAEs, 3000 for the quality mapping, 2000 for the two
-networks whose steps cost about twice as much (the full-resolution U-Net, the attention of the
-scratch mapping): a little over three hours on two CPU cores, over two sessions if need be
-(the runner resumes). Colour channels are permuted at random per crop (``color_augment``):
-of the nine training photos six are grey and the others mostly red, orange and blue, and a
-first run's VAE turned every green brown.
+linearly to zero. 4000 steps for the VAEs and 2000 for the detector (a full-resolution U-Net);
+the mappings, which only translate between the frozen VAEs' latents, 1500 (quality) and 1000
+(scratch: its attention makes a step cost twice as much). About three and a half hours on two
+CPU cores, over two sessions if need be (the runner resumes). The steps are independent once
+their inputs exist, so the detector and each mapping can also run beside another step (two
+processes of one thread each on two cores). Colour channels are permuted at random per crop
+(``color_augment``): of the nine training photos six are grey and the others mostly red,
+orange and blue, and a first run's VAE turned every green brown.
 
 The set's manifest asks for the ``"anchor"`` output tone: the VAEs' encoders cannot see a
 photo's global brightness, contrast or fade (see :mod:`oldphoto_core.stages.tone`), and nine
@@ -57,16 +59,16 @@ DEFAULT = Recipe(
              bundled={"VAE_B.safetensors": ("vae_b_quality", "vae_b_scratch")}),
         Step("vae_old", "vae_old", {**_COMMON, **_VAE},
              bundled={"VAE_A.safetensors": ("vae_a",)}),
-        Step("mapping_quality", "mapping",
-             {**_COMMON, "width": 64, "steps": 3000, "variant": "quality",
-              "vae_old": "@vae_old", "vae_clean": "@vae_clean"},
-             bundled={"mapping_quality.safetensors": ("mapping_quality",)}),
         Step("detector", "detector", {**_COMMON, "width": 16, "steps": 2000},
              bundled={"scratch_detector.safetensors": ("scratch_detector",)}),
         Step("mapping_scratch", "mapping",
-             {**_COMMON, "width": 64, "steps": 2000, "variant": "scratch",
+             {**_COMMON, "width": 64, "steps": 1000, "variant": "scratch",
               "vae_old": "@vae_old", "vae_clean": "@vae_clean"},
              bundled={"mapping_scratch.safetensors": ("mapping_scratch",)}),
+        Step("mapping_quality", "mapping",
+             {**_COMMON, "width": 64, "steps": 1500, "variant": "quality",
+              "vae_old": "@vae_old", "vae_clean": "@vae_clean"},
+             bundled={"mapping_quality.safetensors": ("mapping_quality",)}),
     ),
     tone="anchor",
 )
