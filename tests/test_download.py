@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from oldphoto_core.cli import download
 from oldphoto_core.arch import (
     OldPhotoVAE,
     PatchAttentionMapping,
@@ -30,6 +29,7 @@ from oldphoto_core.arch import (
     ScratchUNet,
     SPADEFaceGenerator,
 )
+from oldphoto_core.cli import download
 from oldphoto_core.cli.commands import main
 from oldphoto_core.cli.download import ArchiveRefused, check_members
 from oldphoto_core.loading import load_model, read_state_dict
