@@ -32,3 +32,16 @@ def test_a_line_cut_by_a_killed_run_is_left_out(tmp_path):
 def test_unknown_status_is_refused():
     with pytest.raises(ValueError, match="status"):
         ManifestRow("a.png", None, "done")
+
+
+def test_the_tally_keeps_every_failure_and_only_the_first_skips():
+    from oldphoto_core.cli.manifest import ManifestRow, Tally
+    tally = Tally()
+    for i in range(Tally.SHOWN + 5):
+        tally.add(ManifestRow(f"s{i}.png", f"o/s{i}.png", "skipped"))
+    for i in range(30):
+        tally.add(ManifestRow(f"f{i}.png", None, "failed", error="broken"))
+    tally.add(ManifestRow("r.png", "o/r.png", "restored"))
+    assert tally.counts == {"restored": 1, "skipped": Tally.SHOWN + 5, "failed": 30}
+    assert tally.total == Tally.SHOWN + 36
+    assert len(tally.skipped) == Tally.SHOWN and len(tally.failed) == 30

@@ -23,8 +23,8 @@ from typing import Any
 
 from ..errors import OutputError
 
-__all__ = ["MANIFEST_NAME", "STATUSES", "ManifestRow", "ManifestWriter", "read_manifest",
-           "last_rows"]
+__all__ = ["MANIFEST_NAME", "STATUSES", "ManifestRow", "ManifestWriter", "Tally",
+           "read_manifest", "last_rows"]
 
 MANIFEST_NAME = "manifest.jsonl"
 STATUSES = ("restored", "skipped", "failed")
@@ -45,6 +45,30 @@ class ManifestRow:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+
+class Tally:
+    """A run's outcome for its summary, in memory that does not grow with the archive: counts
+    per status, every failed row (each is reported), and the first :attr:`SHOWN` skipped rows
+    (a resumed run of a million scans skips a million; the manifest lists them all)."""
+
+    SHOWN = 20
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(STATUSES, 0)
+        self.failed: list[ManifestRow] = []
+        self.skipped: list[ManifestRow] = []
+
+    def add(self, row: ManifestRow) -> None:
+        self.counts[row.status] += 1
+        if row.status == "failed":
+            self.failed.append(row)
+        elif row.status == "skipped" and len(self.skipped) < self.SHOWN:
+            self.skipped.append(row)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
 
 
 class ManifestWriter:

@@ -27,7 +27,7 @@ from ..errors import OldPhotoError, OutputError
 from ..io.images import IMAGE_SUFFIXES, probe_image, read_image, write_image
 from ..models import ROLES, default_models_dir, resolve_models
 from ..pipeline import Restorer
-from .manifest import MANIFEST_NAME, STATUSES, ManifestRow, ManifestWriter
+from .manifest import MANIFEST_NAME, ManifestRow, ManifestWriter, Tally
 
 __all__ = ["Inputs", "collect_inputs", "output_path", "run_restore", "describe_failure",
            "build_restorer", "restore_image", "restore_job", "skipped_row", "report",
@@ -266,27 +266,28 @@ def skipped_row(src: Path | str, out: Path | str) -> ManifestRow:
                        error="the output exists (--overwrite to redo)")
 
 
-def report(inputs: Inputs, rows: list[ManifestRow], manifest: str, *,
-           not_reached: int = 0) -> int:
-    """Print the run's summary (every skipped, failed and not-taken file with its reason);
-    returns the exit status: 0, 1 when anything failed, 130 when interrupted."""
-    by = {status: [r for r in rows if r.status == status] for status in STATUSES}
-    print(f"restored {len(by['restored'])}, skipped {len(by['skipped'])} (output exists; "
-          f"--overwrite to redo), failed {len(by['failed']) + len(inputs.problems)}, not taken "
+def report(inputs: Inputs, tally: Tally, manifest: str, *, not_reached: int = 0) -> int:
+    """Print the run's summary (every failed and not-taken file with its reason, the first
+    skipped ones); returns the exit status: 0, 1 when anything failed, 130 when interrupted."""
+    n = tally.counts
+    print(f"restored {n['restored']}, skipped {n['skipped']} (output exists; --overwrite to "
+          f"redo), failed {n['failed'] + len(inputs.problems)}, not taken "
           f"{len(inputs.not_taken)}"
           + (f", not reached {not_reached} (interrupted)" if not_reached else ""))
-    for r in by["skipped"]:
+    for r in tally.skipped:
         print(f"  skipped {r.input}: {r.output} exists")
+    if n["skipped"] > len(tally.skipped):
+        print(f"  ... and {n['skipped'] - len(tally.skipped)} more skipped (see the manifest)")
     for msg in inputs.problems:
         print(f"  failed {msg}")
-    for r in by["failed"]:
+    for r in tally.failed:
         print(f"  failed {r.input}: {r.error}")
     for path, reason in inputs.not_taken:
         print(f"  not taken {path}: {reason}")
     print(f"record of every input: {manifest}")
     if not_reached:
         return 130
-    return 1 if by["failed"] or inputs.problems else 0
+    return 1 if n["failed"] or inputs.problems else 0
 
 
 def _run_ray(args: argparse.Namespace, store) -> int:
@@ -320,10 +321,10 @@ def _run_ray(args: argparse.Namespace, store) -> int:
         if remote_out and remote_paths.uri_exists(manifest_uri):
             remote_paths.fetch(manifest_uri, record)
         with ManifestWriter(record) as manifest:
-            rows, not_reached = run_jobs(args, jobs, manifest)
+            tally, not_reached = run_jobs(args, jobs, manifest)
         if remote_out:
             remote_paths.upload(record / MANIFEST_NAME, manifest_uri)
-    return report(inputs, rows, manifest_uri or str(Path(args.output) / MANIFEST_NAME),
+    return report(inputs, tally, manifest_uri or str(Path(args.output) / MANIFEST_NAME),
                   not_reached=not_reached)
 
 
@@ -348,14 +349,15 @@ def run_restore(args: argparse.Namespace) -> int:
     taken: set[Path] = set()
     jobs = [(src, output_path(outdir, src, taken)) for src in inputs.files]
     restorer = build_restorer(args, store)
-    rows: list[ManifestRow] = []
+    tally = Tally()
     not_reached = 0
     with ManifestWriter(outdir) as manifest:
         todo = []
         for src, out in jobs:
             if out.exists() and not args.overwrite:
-                rows.append(skipped_row(src, out))
-                manifest.write(rows[-1])
+                row = skipped_row(src, out)
+                tally.add(row)
+                manifest.write(row)
             else:
                 todo.append((src, out))
         for i, (src, out) in enumerate(tqdm(todo, desc="restoring", unit="photo",
@@ -367,6 +369,6 @@ def run_restore(args: argparse.Namespace) -> int:
                 not_reached = len(todo) - i
                 break
             tqdm.write(line, file=sys.stderr if row.status == "failed" else sys.stdout)
-            rows.append(row)
+            tally.add(row)
             manifest.write(row)
-    return report(inputs, rows, str(outdir / MANIFEST_NAME), not_reached=not_reached)
+    return report(inputs, tally, str(outdir / MANIFEST_NAME), not_reached=not_reached)
