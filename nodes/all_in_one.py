@@ -2,11 +2,15 @@
 as the reference's ``run.py`` — a wrapper around :class:`oldphoto_core.pipeline.Restorer`.
 
 Models come from a models folder (recognised by content; the published layout works as is) or
-from loader nodes connected to the optional inputs, which win over the folder.
+from loader nodes connected to the optional inputs, which win over the folder. The networks a
+node loads from the folder belong to the node instance (ComfyUI keeps it in its object cache and
+drops it on ``/free``), those of loader nodes to their handles: none stays alive through a cache
+of ours once ComfyUI has let go of it.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -25,12 +29,21 @@ from oldphoto_core.models import (
     scan_models_dir,
 )
 from oldphoto_core.pipeline import Restorer
+from oldphoto_core.runtime.memory import estimate_bytes
 
 from . import comfy_compat as compat
 from .convert import image_to_nchw, nchw_to_image, nchw_to_mask
 from .detector_loader import insightface_root
 from .loaders import load_path_cached
-from .runtime import Steps, expect_model, models_on_device
+from .runtime import (
+    Network,
+    Steps,
+    check_precision,
+    expect_model,
+    models_on_device,
+    precision_input,
+    run_in_chunks,
+)
 from .types import (
     BOOLEAN,
     CATEGORY,
@@ -213,7 +226,7 @@ class OldPhotoRestore:
                                "are used ('oldphoto default (bundled)' picks them outright); "
                                "the info output says which set ran."}),
             },
-            "optional": optional,
+            "optional": {**optional, "precision": precision_input()},
         }
 
     @classmethod
@@ -231,8 +244,9 @@ class OldPhotoRestore:
         return True
 
     def restore(self, image, scratch="auto", hr=False, faces="off", face_size="auto",
-                models_folder=ALL_FOLDERS, **models):
+                models_folder=ALL_FOLDERS, precision="exact", **models):
         node = self.DISPLAY_NAME
+        precision = check_precision(precision, node=node)
         given = {name: expect_model(value, _MODEL_INPUTS[name][1], node=node, input_name=name)
                  for name, value in models.items() if value is not None}
         if scratch not in SCRATCH_CHOICES or faces not in FACE_CHOICES or \
@@ -247,49 +261,62 @@ class OldPhotoRestore:
                                  f"runs at {face_model.face_size} px")
             size = face_model.face_size
         size = size or (512 if hr else 256)
-        roles = required_roles(_mode(scratch, bool(hr)), faces=faces != "off", face_size=size)
-        store = self._store(roles, given, models_folder, scratch, bool(hr), faces)
-        restorer = _restorer(insightface_root("buffalo_l") if faces != "off" else None)
+        mode = _mode(scratch, bool(hr))
+        roles = required_roles(mode, faces=faces != "off", face_size=size)
+        store, nets = self._store(roles, given, models_folder, scratch, bool(hr), faces)
+        # this node instance owns the networks it loaded from the folder (ComfyUI's object
+        # cache holds the instance; /free drops it, and with it these networks)
+        self._networks = [n for role, n in nets.items() if _ROLE_INPUT[role] not in given]
+        # a copy per run: the cached Restorer (its face detectors) never holds this run's
+        # models or settings
+        restorer = copy.copy(_restorer(insightface_root("buffalo_l") if faces != "off"
+                                       else None))
+        restorer.store, restorer.precision = store, precision
 
         images = image_to_nchw(image)
-        b = images.shape[0]
+        b, _, h, w = images.shape
         steps = Steps(b)
-        outs, masks, info = [], [], []
-        restorer.store = store
-        try:
-            with models_on_device(*(store.get(r) for r in roles)):
-                for i in range(b):
-                    steps.check()
-                    res = restorer.restore(images[i:i + 1], scratch=scratch, hr=bool(hr),
-                                           faces=faces, face_size=size, progress=steps.within)
-                    outs.append(res.images.to(compat.intermediate_device()))
-                    masks.append(res.masks.to(compat.intermediate_device()))
-                    info.append({"mode": res.mode, "faces": sum(len(f) for f in res.faces),
-                                 "models": store.label})
-                    steps.advance()
-        finally:
-            # the cached Restorer outlives the run: it must not keep this run's models alive
-            # (the loaders' cache decides what stays loaded)
-            restorer.store = ModelStore.from_files({})
-        return (nchw_to_image(torch.cat(outs)), nchw_to_mask(torch.cat(masks)),
-                json.dumps(info))
+        per_item = estimate_bytes(mode, h * w, input_pixels=h * w, faces=faces != "off",
+                                  tiled=h * w >= restorer.tile_from_megapixels * 1e6)
+        here = compat.intermediate_device()
+
+        def run(start: int, stop: int, tile: bool) -> tuple:
+            restorer.tile = "on" if tile else "auto"
+            res = restorer.restore(images[start:stop], scratch=scratch, hr=bool(hr),
+                                   faces=faces, face_size=size, progress=steps.within)
+            n_faces = [len(f) for f in res.faces] or [0] * (stop - start)
+            return (res.images.to(here), res.masks.to(here),
+                    [{"mode": res.mode, "faces": k, "models": store.label} for k in n_faces])
+
+        with models_on_device(*nets.values(), memory_required=per_item,
+                              precision=precision) as device:
+            # scratch=auto chooses the path per photo, as the reference: one at a time
+            parts = run_in_chunks(b, run, steps=steps, device=device, per_item=per_item,
+                                  max_chunk=1 if scratch == "auto" else None, node=node)
+        return (nchw_to_image(torch.cat([p[0] for p in parts])),
+                nchw_to_mask(torch.cat([p[1] for p in parts])),
+                json.dumps([item for p in parts for item in p[2]]))
 
     @staticmethod
     def _store(roles: list[str], given: dict, choice: str, scratch: str, hr: bool,
-               faces: str) -> ModelStore:
+               faces: str) -> tuple[ModelStore, dict[str, Network]]:
+        """The run's store (role -> descriptor) and its networks (role -> network)."""
         store = ModelStore(os.devnull)  # an empty store (no folder scan); filled below
+        nets: dict[str, Network] = {}
         files = None
         missing = []
         for role in roles:
             handle = given.get(_ROLE_INPUT[role])
             if handle is not None:
+                nets[role] = handle.network
                 store.put(role, handle.descriptor)
                 continue
             if files is None:
                 files, store.label = _files(choice)
                 log.info("oldphoto: %s uses %s", OldPhotoRestore.DISPLAY_NAME, store.label)
             if role in files:
-                store.put(role, load_path_cached(files[role], ROLES[role].arch))
+                nets[role] = load_path_cached(files[role], ROLES[role].arch)
+                store.put(role, nets[role].descriptor)
             else:
                 missing.append(role)
         if missing:
@@ -308,7 +335,7 @@ class OldPhotoRestore:
                              "in models/oldphoto (`oldphoto models download --to "
                              "ComfyUI/models/oldphoto`).")
             raise InputError("\n".join(lines))
-        return store
+        return store, nets
 
 
 ALL_IN_ONE_NODES = {"OldPhotoRestore": OldPhotoRestore}

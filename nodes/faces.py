@@ -16,9 +16,17 @@ import torch
 from oldphoto_core.errors import InputError
 from oldphoto_core.faces import blend_faces, detect_faces, enhance_faces
 
+from . import comfy_compat as compat
 from .convert import image_to_nchw, nchw_to_image, to_rgb
 from .face_set import FaceSet, check_faces
-from .runtime import FaceDetectorHandle, Steps, expect_model, models_on_device
+from .runtime import (
+    FaceDetectorHandle,
+    Steps,
+    check_precision,
+    expect_model,
+    models_on_device,
+    precision_input,
+)
 from .types import CATEGORY, FACE_DETECTOR, FACE_MODEL, FACES, IMAGE, INT
 
 log = logging.getLogger("oldphoto")
@@ -30,6 +38,9 @@ __all__ = ["CROP_SIZE", "FACE_NODES", "FaceSet", "OldPhotoBlend", "OldPhotoFaceD
 #: by 'Blend Faces' for restored crops of detections that were never aligned, when the crops'
 #: own side cannot be an alignment size.
 CROP_SIZE = 512
+#: Working memory asked for per crop pixel when the face generator goes to the device (one face:
+#: about 200 MB at 256 px); the generator then sizes its chunks to what is free.
+_FACE_BYTES = 3072
 
 
 def _valid_crop_side(side: int) -> bool:
@@ -106,11 +117,12 @@ class OldPhotoFaceEnhance:
                                          "aligned here at the model's size."}),
             "face_model": (FACE_MODEL, {"tooltip": "From 'Load Old Photo Face Enhancer'; its "
                                                    "face_size decides the crop size."}),
-        }}
+        }, "optional": {"precision": precision_input()}}
 
-    def enhance(self, faces, face_model):
+    def enhance(self, faces, face_model, precision="exact"):
         node = self.DISPLAY_NAME
         model = expect_model(face_model, "face_enhancer", node=node, input_name="face_model")
+        precision = check_precision(precision, node=node)
         if model.face_size is None:
             raise InputError(f"{node}: the face model '{model.name}' has no face size; load "
                              "it with 'Load Old Photo Face Enhancer'")
@@ -119,8 +131,25 @@ class OldPhotoFaceEnhance:
             log.info("%s: no faces to enhance", node)
             return (faces,)
         steps = Steps(faces.count)
-        with models_on_device(model.descriptor):
-            out = enhance_faces(faces.nested(), model.descriptor, progress=steps.absolute)
+        # the generator runs the faces in chunks sized to the device's free memory
+        # (oldphoto_core.faces.faces_per_chunk); out of device memory, one face at a time
+        budget = None
+        with models_on_device(model, memory_required=_FACE_BYTES * model.face_size**2,
+                              precision=precision):
+            while True:
+                oom = False
+                try:
+                    out = enhance_faces(faces.nested(), model.descriptor,
+                                        memory_budget_mb=budget, progress=steps.absolute)
+                except Exception as exc:
+                    if budget is not None or not compat.is_out_of_memory(exc):
+                        raise
+                    oom = True
+                if not oom:
+                    break
+                compat.soft_empty_cache()
+                budget = 1  # MB: below one face, so one face per chunk
+                log.warning("%s: out of device memory; enhancing one face at a time", node)
         return (faces.with_faces(out),)
 
 

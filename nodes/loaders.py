@@ -3,9 +3,12 @@
 Files are listed from ComfyUI's ``models/oldphoto`` (any sub-folder, any name) and recognised by
 their content (keys and shapes, cached by path + mtime), so each loader lists only the files it
 can load; the bundled default set's files follow, as ``oldphoto default (bundled)/<file>``.
-Loaded models are cached by path + mtime + size and kept on the offload device (the
-entries of files that changed or disappeared are dropped at the next load); the runner nodes move
-them to the device only while they run.
+Loaded models are cached by path + mtime + size on the offload device (the entries of files
+that changed or disappeared are dropped at the next load), each as a :class:`~.runtime.Network`
+whose patcher ComfyUI's model management loads and frees. Under ComfyUI the cache refers to them
+weakly: whoever holds a handle (ComfyUI's node output cache) keeps the weights, and once ComfyUI
+drops it (``/free``) the weights are freed and the next run reloads the file. Without ComfyUI
+the cache keeps them (nothing else would).
 """
 
 from __future__ import annotations
@@ -13,17 +16,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
+from collections.abc import Callable
 
 import torch
 
 from oldphoto_core.errors import CheckpointError, InputError, OldPhotoError
-from oldphoto_core.loading import ModelDescriptor, load_model, peek_state_dict
+from oldphoto_core.loading import load_model, peek_state_dict
 from oldphoto_core.models import BUNDLED_LABEL, bundled_files
 from oldphoto_core.registry import ArchSpec, detect_architecture
 
 from . import comfy_compat as compat
 from .detector_loader import OldPhotoFaceDetectorLoader, clear_detectors
-from .runtime import OldPhotoModel
+from .runtime import Network, OldPhotoModel
 from .types import FACE_MODEL, LOADERS_CATEGORY, MAPPING, SCRATCH_MODEL, VAE
 
 log = logging.getLogger("oldphoto")
@@ -35,7 +40,9 @@ __all__ = ["LOADER_NODES", "OldPhotoFaceDetectorLoader", "OldPhotoFaceModelLoade
 
 _lock = threading.RLock()
 _kinds: dict[str, tuple[tuple[int, int], ArchSpec | None]] = {}
-_models: dict[str, tuple[tuple[int, int], ModelDescriptor]] = {}
+#: path -> (signature, a reference to the loaded network: weak under ComfyUI, see
+#: :func:`_reference`)
+_models: dict[str, tuple[tuple[int, int], Callable[[], Network | None]]] = {}
 
 FOLDER_HINT = ("ComfyUI/models/oldphoto (any sub-folder and file name: files are recognised by "
                "their content; unzip the published Global/checkpoints.zip and "
@@ -54,8 +61,27 @@ def _current(path: str, sig: tuple[int, int]) -> bool:
         return False
 
 
+class _Strong:
+    """A strong reference with the interface of ``weakref.ref`` (plain Python)."""
+
+    __slots__ = ("net",)
+
+    def __init__(self, net: Network) -> None:
+        self.net = net
+
+    def __call__(self) -> Network:
+        return self.net
+
+
+def _reference(net: Network) -> Callable[[], Network | None]:
+    """How the cache holds a network: weakly when ComfyUI manages the models (its caches own
+    them, and ``/free`` must be able to free them), strongly otherwise (today's behaviour)."""
+    return weakref.ref(net) if compat.host_manages_models() else _Strong(net)
+
+
 def forget_stale() -> None:
-    """Drop cached models and classifications of files that changed or are gone.
+    """Drop cached models and classifications of files that changed or are gone, and the
+    entries of networks that were freed.
 
     A model whose file was replaced, renamed or deleted can never be served again; keeping it
     would hold its weights (up to 370 MB each) for the life of the server.
@@ -64,6 +90,8 @@ def forget_stale() -> None:
         for cache in (_models, _kinds):
             for path in [p for p, (sig, _) in cache.items() if not _current(p, sig)]:
                 del cache[path]
+        for path in [p for p, (_, ref) in _models.items() if ref() is None]:
+            del _models[path]
 
 
 def clear_caches() -> None:
@@ -150,11 +178,11 @@ def check_model_file(name: str, kind: str) -> bool | str:
     return True
 
 
-def load_cached(name: str, kind: str) -> tuple[ModelDescriptor, str]:
-    """Load (once per path + mtime + size) the model file ``name`` of ``kind``.
+def load_cached(name: str, kind: str) -> tuple[Network, str]:
+    """Load (once per path + mtime + size, while loaded) the model file ``name`` of ``kind``.
 
     Returns:
-        ``(descriptor, full path)``; the model is on the offload device, in eval mode.
+        ``(network, full path)``; the model is on the offload device, in eval mode.
 
     Raises:
         InputError: the file is missing or of another kind.
@@ -168,28 +196,33 @@ def load_cached(name: str, kind: str) -> tuple[ModelDescriptor, str]:
     return load_path_cached(path, kind), path
 
 
-def load_path_cached(path: str | os.PathLike[str], expect: str) -> ModelDescriptor:
-    """Load a checkpoint once per path + mtime + size (``expect``: a kind or an arch id)."""
+def load_path_cached(path: str | os.PathLike[str], expect: str) -> Network:
+    """Load a checkpoint once per path + mtime + size (``expect``: a kind or an arch id).
+
+    The same :class:`~.runtime.Network` is returned while anyone holds it (under ComfyUI) or
+    for the life of the process (without ComfyUI); a network that was freed is read again.
+    """
     path = os.fspath(path)
     sig = _signature(path)
     with _lock:
         hit = _models.get(path)
-    if hit is not None and hit[0] == sig:
-        desc = hit[1]
-        if expect not in (desc.arch.kind, desc.arch.id):
+        net = hit[1]() if hit is not None and hit[0] == sig else None
+    if net is not None:
+        arch = net.descriptor.arch
+        if expect not in (arch.kind, arch.id):
             raise CheckpointError(f"{path}: expected a {expect} checkpoint, but this file holds "
-                                  f"a {desc.arch.title} ({desc.arch.published_as})")
-        return desc
+                                  f"a {arch.title} ({arch.published_as})")
+        return net
     forget_stale()  # before loading: an outdated copy of this file must not double the peak
     # ComfyUI runs nodes under torch.inference_mode(): weights created there would be inference
     # tensors, which some modules cannot use (no version counter) and which would stay so in
     # the cache. Load them as normal tensors (they have requires_grad=False anyway).
     with torch.inference_mode(False):
-        desc = load_model(path, expect=expect, device=compat.offload_device())
+        net = Network(load_model(path, expect=expect, device=compat.offload_device()))
     with _lock:
-        _models[path] = (sig, desc)
-    log.info("oldphoto: loaded %s from %s", desc.arch.title, path)
-    return desc
+        _models[path] = (sig, _reference(net))
+    log.info("oldphoto: loaded %s from %s", net.descriptor.arch.title, path)
+    return net
 
 
 def _file_state(name: str) -> str:
@@ -225,8 +258,8 @@ class _ModelLoader:
         return _file_state(model_name)
 
     def load(self, model_name):
-        desc, _ = load_cached(model_name, self.KIND)
-        return (OldPhotoModel(desc, model_name),)
+        net, _ = load_cached(model_name, self.KIND)
+        return (OldPhotoModel(net, model_name),)
 
 
 class OldPhotoScratchModelLoader(_ModelLoader):
@@ -317,8 +350,8 @@ class OldPhotoFaceModelLoader(_ModelLoader):
         return check_model_file(model_name, cls.KIND)
 
     def load(self, model_name, face_size="auto"):
-        desc, _ = load_cached(model_name, self.KIND)
-        return (OldPhotoModel(desc, model_name, face_size=_face_size(face_size, model_name)),)
+        net, _ = load_cached(model_name, self.KIND)
+        return (OldPhotoModel(net, model_name, face_size=_face_size(face_size, model_name)),)
 
 
 _MODEL_LOADERS = (OldPhotoScratchModelLoader, OldPhotoVAELoader, OldPhotoMappingLoader,

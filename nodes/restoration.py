@@ -1,13 +1,16 @@
 """Global restoration as four composable nodes (paper §3.1-3.3): detect scratches, encode the old
 photo with VAE_A, map the latent into the clean space, decode with VAE_B.
 
-Each node loops over the batch (one image at a time: memory stays bounded, the progress bar
-moves and the cancel button works between images) and calls the core stage; no maths here.
+Each node runs the batch on the device in chunks that fit its free memory (the progress bar
+moves and the cancel button works between chunks; the mapping's attention also reports inside a
+chunk), retries a chunk that ran out of device memory in exact strips and then smaller, and
+calls the core stage; no maths here.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import torch
 
@@ -20,10 +23,19 @@ from oldphoto_core.stages import (
     encode_old,
     map_latent,
 )
+from oldphoto_core.stages.scratch import detector_input_size
 
 from . import comfy_compat as compat
 from .convert import fit_mask, image_to_nchw, mask_to_nchw, nchw_to_image, nchw_to_mask, to_rgb
-from .runtime import Steps, expect_model, models_on_device
+from .runtime import (
+    Steps,
+    check_precision,
+    expect_model,
+    item_bytes,
+    models_on_device,
+    precision_input,
+    run_in_chunks,
+)
 from .types import BOOLEAN, CATEGORY, FLOAT, IMAGE, INT, LATENT, MAPPING, MASK, SCRATCH_MODEL, VAE
 
 log = logging.getLogger("oldphoto")
@@ -53,9 +65,18 @@ def _here() -> torch.device:
     return compat.intermediate_device()
 
 
-def _item(latent: OldPhotoLatent, i: int) -> OldPhotoLatent:
-    return OldPhotoLatent(latent.samples[i:i + 1], latent.domain, latent.image_size,
+def _items(latent: OldPhotoLatent, start: int, stop: int) -> OldPhotoLatent:
+    return OldPhotoLatent(latent.samples[start:stop], latent.domain, latent.image_size,
                           latent.working_size, latent.padding)
+
+
+def _pixels(size: tuple[int, int]) -> int:
+    return int(size[0]) * int(size[1])
+
+
+#: the restoration mode whose working memory a mapping network's run is sized by
+_MAPPING_MODE = {"mapping_quality": "quality", "mapping_scratch": "scratch",
+                 "mapping_hr": "hr"}
 
 
 def _vae_hint(name: str) -> str | None:
@@ -92,22 +113,27 @@ class OldPhotoDetectScratches:
                 "default": 0, "min": 0, "max": 16,
                 "tooltip": "Grow the mask by this many 3x3 steps. The reference's HR mode uses "
                            "3; set it here so that Encode and Map see the same mask."}),
-        }}
+        }, "optional": {"precision": precision_input()}}
 
-    def detect(self, image, scratch_model, threshold=0.4, dilation=0):
+    def detect(self, image, scratch_model, threshold=0.4, dilation=0, precision="exact"):
         node = self.DISPLAY_NAME
         model = expect_model(scratch_model, "scratch_detector", node=node,
                              input_name="scratch_model")
+        precision = check_precision(precision, node=node)
         images = image_to_nchw(image)
         steps = Steps(images.shape[0])
-        masks = []
-        with models_on_device(model.descriptor):
-            for i in range(images.shape[0]):
-                steps.check()
-                masks.append(detect_scratches(images[i:i + 1], model.descriptor,
-                                              threshold=float(threshold),
-                                              dilation=int(dilation)).to(_here()))
-                steps.advance()
+        # the U-Net runs at a short side of 256; the photo itself is read at its size
+        h, w = images.shape[-2:]
+        per_item = item_bytes("quality", _pixels(detector_input_size(h, w))) + 32 * h * w
+
+        def run(start: int, stop: int, tile: bool) -> torch.Tensor:
+            return detect_scratches(images[start:stop], model.descriptor,
+                                    threshold=float(threshold),
+                                    dilation=int(dilation)).to(_here())
+
+        with models_on_device(model, memory_required=per_item, precision=precision) as device:
+            masks = run_in_chunks(images.shape[0], run, steps=steps, device=device,
+                                  per_item=per_item, can_tile=False, node=node)
         return (nchw_to_mask(torch.cat(masks)),)
 
 
@@ -138,12 +164,14 @@ class OldPhotoVAEEncodeOld:
             "optional": {
                 "mask": (MASK, {"tooltip": "Scratch mask from 'Detect Scratches' for the "
                                            "scratch/HR mappings; another size is resized."}),
+                "precision": precision_input(),
             },
         }
 
-    def encode(self, image, vae, fit="resize", mask=None):
+    def encode(self, image, vae, fit="resize", mask=None, precision="exact"):
         node = self.DISPLAY_NAME
         model = expect_model(vae, "vae", node=node, input_name="vae")
+        precision = check_precision(precision, node=node)
         if _vae_hint(model.name) == "b":
             log.warning("%s: '%s' looks like a VAE_B (a decoder); old photos are encoded with "
                         "VAE_A_quality", node, model.name)
@@ -153,14 +181,17 @@ class OldPhotoVAEEncodeOld:
         b, _, h, w = images.shape
         masks = None if mask is None else fit_mask(mask_to_nchw(mask), b, (h, w), node=node)
         steps = Steps(b)
-        parts: list[OldPhotoLatent] = []
-        with models_on_device(model.descriptor):
-            for i in range(b):
-                steps.check()
-                m = None if masks is None else masks[i:i + 1]
-                parts.append(encode_old(images[i:i + 1], model.descriptor, mask=m, fit=fit))
-                steps.advance()
-        samples = torch.cat([p.samples.to(_here()) for p in parts])
+        per_item = item_bytes("quality", h * w)
+
+        def run(start: int, stop: int, tile: bool) -> OldPhotoLatent:
+            m = None if masks is None else masks[start:stop]
+            part = encode_old(images[start:stop], model.descriptor, mask=m, fit=fit, tile=tile)
+            return replace(part, samples=part.samples.to(_here()))
+
+        with models_on_device(model, memory_required=per_item, precision=precision) as device:
+            parts = run_in_chunks(b, run, steps=steps, device=device, per_item=per_item,
+                                  node=node)
+        samples = torch.cat([p.samples for p in parts])
         return (_payload(parts[0], samples),)
 
 
@@ -197,12 +228,14 @@ class OldPhotoLatentMap:
                                            "Required by mapping_scratch and the HR mapping, "
                                            "ignored by mapping_quality. Another size is "
                                            "resized."}),
+                "precision": precision_input(),
             },
         }
 
-    def map(self, latent, mapping, mask_dilation=0, mask=None):
+    def map(self, latent, mapping, mask_dilation=0, mask=None, precision="exact"):
         node = self.DISPLAY_NAME
         model = expect_model(mapping, "mapping", node=node, input_name="mapping")
+        precision = check_precision(precision, node=node)
         lat = latent_from_payload(latent, node=node)
         if lat.domain != "old":
             raise InputError(f"{node}: this latent is already in the '{lat.domain}' domain "
@@ -223,14 +256,17 @@ class OldPhotoLatentMap:
         elif mask is not None:
             log.info("%s: the %s takes no mask; the mask is ignored", node, desc.arch.title)
         steps = Steps(b)
-        out = []
-        with models_on_device(desc):
-            for i in range(b):
-                steps.check()
-                m = None if masks is None else masks[i:i + 1]
-                out.append(map_latent(_item(lat, i), desc, mask=m,
-                                      progress=steps.within).samples.to(_here()))
-                steps.advance()
+        per_item = item_bytes(_MAPPING_MODE.get(desc.arch.id, "scratch"),
+                              _pixels(lat.working_size))
+
+        def run(start: int, stop: int, tile: bool) -> torch.Tensor:
+            m = None if masks is None else masks[start:stop]
+            return map_latent(_items(lat, start, stop), desc, mask=m, tile=tile,
+                              progress=steps.within).samples.to(_here())
+
+        with models_on_device(model, memory_required=per_item, precision=precision) as device:
+            out = run_in_chunks(b, run, steps=steps, device=device, per_item=per_item,
+                                node=node)
         clean = OldPhotoLatent(lat.samples, "clean", lat.image_size, lat.working_size,
                                lat.padding)
         return (_payload(clean, torch.cat(out), mapping=desc.arch.id),)
@@ -262,11 +298,12 @@ class OldPhotoVAEDecodeClean:
                 "tooltip": "Give back the size that was encoded (undo the multiple-of-4 "
                            "resize or padding); off keeps the working size, as the "
                            "reference."}),
-        }}
+        }, "optional": {"precision": precision_input()}}
 
-    def decode(self, latent, vae, stretch="reference", restore_size=True):
+    def decode(self, latent, vae, stretch="reference", restore_size=True, precision="exact"):
         node = self.DISPLAY_NAME
         model = expect_model(vae, "vae", node=node, input_name="vae")
+        precision = check_precision(precision, node=node)
         lat = latent_from_payload(latent, node=node)
         if lat.domain != "clean":
             raise InputError(f"{node}: this latent is in the '{lat.domain}' domain: map it with "
@@ -285,13 +322,15 @@ class OldPhotoVAEDecodeClean:
                             node, mapped, wants, model.name)
         b = lat.samples.shape[0]
         steps = Steps(b)
-        out = []
-        with models_on_device(model.descriptor):
-            for i in range(b):
-                steps.check()
-                out.append(decode_clean(_item(lat, i), model.descriptor, stretch=stretch,
-                                        restore_size=bool(restore_size)).to(_here()))
-                steps.advance()
+        per_item = item_bytes("quality", _pixels(lat.working_size))
+
+        def run(start: int, stop: int, tile: bool) -> torch.Tensor:
+            return decode_clean(_items(lat, start, stop), model.descriptor, stretch=stretch,
+                                restore_size=bool(restore_size), tile=tile).to(_here())
+
+        with models_on_device(model, memory_required=per_item, precision=precision) as device:
+            out = run_in_chunks(b, run, steps=steps, device=device, per_item=per_item,
+                                node=node)
         return (nchw_to_image(torch.cat(out)),)
 
 

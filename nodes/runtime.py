@@ -1,34 +1,80 @@
-"""What every runner node shares: the model handles passed between nodes, device moves, progress
-and interruption."""
+"""What every runner node shares: the model handles passed between nodes, models under the host's
+memory management, batches in chunks that fit, the out-of-memory fallback, progress and
+interruption."""
 
 from __future__ import annotations
 
 import ctypes
+import itertools
 import logging
 import sys
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
 from oldphoto_core.errors import InputError
 from oldphoto_core.loading import ModelDescriptor
+from oldphoto_core.runtime.memory import USABLE_SHARE, WORKING_MEMORY
+from oldphoto_core.runtime.numerics import use_precision
 from oldphoto_core.runtime.progress import responsive
 
 from . import comfy_compat as compat
 
 log = logging.getLogger("oldphoto")
 
-__all__ = ["FaceDetectorHandle", "OldPhotoModel", "Steps", "expect_model", "models_on_device",
-           "release_freed_host_memory"]
+__all__ = ["PRECISION_CHOICES", "FaceDetectorHandle", "Network", "OldPhotoModel", "Steps",
+           "check_precision", "chunk_size", "expect_model", "item_bytes", "models_on_device",
+           "precision_input", "release_freed_host_memory", "release_host_memory_soon",
+           "run_in_chunks"]
 
-# Activation memory asked for on top of the weights when a model goes to an accelerator: a rough
-# upper bound for a ~1 Mpx photo through the mapping (ComfyUI frees other models to make room).
+# Activation memory asked for on top of the weights when no estimate is given: a rough upper
+# bound for a ~1 Mpx photo through the mapping (ComfyUI frees other models to make room).
 _WORKING_MEMORY = 1536 * 2**20
+
+#: The ``precision`` choices of the nodes that run networks (see
+#: :mod:`oldphoto_core.runtime.numerics`): strict float32 (the parity tolerances hold) or TF32 on
+#: recent NVIDIA GPUs (faster, outside them).
+PRECISION_CHOICES = ("exact", "tf32")
 
 #: glibc's ``malloc_trim``, ``False`` where there is none; looked up once.
 _malloc_trim: Callable[[int], int] | bool | None = None
+
+_T = TypeVar("_T")
+_ids = itertools.count()
+
+
+def _nbytes(desc: ModelDescriptor) -> int:
+    return sum(t.numel() * t.element_size() for t in desc.model.state_dict().values())
+
+
+class Network:
+    """A loaded checkpoint under the host's model management: the core's descriptor and the
+    patcher around its module (ComfyUI's ``ModelPatcher``, see
+    :func:`~.comfy_compat.model_patcher`).
+
+    Whoever holds a ``Network`` keeps its weights in memory: the handles that loader nodes
+    return (held by ComfyUI's output cache) and the all-in-one node's instance (held by
+    ComfyUI's object cache). The loaders' own cache refers to it weakly under ComfyUI, so
+    that when ComfyUI drops those (``/free``), the weights are freed and reloaded from disk
+    on the next run.
+    """
+
+    __slots__ = ("descriptor", "patcher", "id", "__weakref__")
+
+    def __init__(self, descriptor: ModelDescriptor) -> None:
+        self.descriptor = descriptor
+        self.patcher = compat.model_patcher(descriptor.model, _nbytes(descriptor))
+        self.id = next(_ids)
+        # once freed (ComfyUI let go of it), its weights go back to the operating system
+        weakref.finalize(self, release_host_memory_soon)
+
+    def __repr__(self) -> str:
+        return f"Network({self.descriptor!r})"
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,15 +82,25 @@ class OldPhotoModel:
     """A loaded checkpoint as passed between nodes (OLDPHOTO_VAE, _MAPPING, ...).
 
     Attributes:
-        descriptor: the core's model (shared with the loader's cache; nodes never change its
-            weights, only move it to the device while they run it).
+        network: the model under model management (shared with the loader's cache and other
+            handles of the same file; nodes never change its weights).
         name: the file as listed in ``models/oldphoto``.
         face_size: face models only: the crop size the model runs at (256 or 512).
     """
 
-    descriptor: ModelDescriptor
+    network: Network
     name: str
     face_size: int | None = None
+
+    @property
+    def descriptor(self) -> ModelDescriptor:
+        """The core's model."""
+        return self.network.descriptor
+
+    @property
+    def patcher(self) -> object:
+        """What ComfyUI's model management loads and frees."""
+        return self.network.patcher
 
     @property
     def kind(self) -> str:
@@ -81,43 +137,146 @@ def expect_model(value: object, kind: str, *, node: str, input_name: str) -> Old
     return value
 
 
-def _nbytes(desc: ModelDescriptor) -> int:
-    return sum(t.numel() * t.element_size() for t in desc.model.state_dict().values())
+def precision_input() -> tuple:
+    """The optional ``precision`` widget of the nodes that run networks."""
+    return (PRECISION_CHOICES, {
+        "default": "exact",
+        "tooltip": "exact: strict float32, as the reference (results within the parity "
+                   "tolerances). tf32: TF32 matrix maths on NVIDIA GPUs from Ampere on, faster "
+                   "but outside those tolerances. No effect on the CPU."})
+
+
+def check_precision(value: object, *, node: str) -> str:
+    if value not in PRECISION_CHOICES:
+        raise InputError(f"{node}: precision must be one of {PRECISION_CHOICES}, got {value!r}")
+    return str(value)
+
+
+def item_bytes(mode: str, pixels: int, *, tiled: bool = False) -> int:
+    """Working memory of one photo of ``pixels`` through a network of restoration ``mode``
+    (``quality``, ``scratch``, ``hr``: :data:`oldphoto_core.runtime.memory.WORKING_MEMORY`)."""
+    return WORKING_MEMORY[(mode, tiled)].bytes(pixels)
 
 
 @contextmanager
-def models_on_device(*models: ModelDescriptor) -> Iterator[torch.device]:
-    """Move models to ComfyUI's device for the duration of a ``with`` block, and back after.
+def models_on_device(*models: OldPhotoModel | Network | None, memory_required: int | None = None,
+                     precision: str = "exact") -> Iterator[torch.device]:
+    """Have the networks on the device for a ``with`` block, in ``precision``; yields the device.
 
-    On an accelerator, ComfyUI is first asked to free memory for the weights plus working
-    memory. Models go back to the offload device in a ``finally``, so an error or an interrupt
-    never leaves them on the GPU. Inside the block, long computations report in small steps
-    (:func:`oldphoto_core.runtime.progress.responsive`), so Cancel lands within a second.
+    The networks are loaded through the host's model management
+    (:func:`~.comfy_compat.models_loaded`: ComfyUI's ``load_models_gpu``, which first frees
+    ``memory_required`` of working memory besides the weights, and keeps them loaded after the
+    block as it keeps its own models; without ComfyUI they go back to the offload device in a
+    ``finally``). Inside the block, long computations report in small steps
+    (:func:`oldphoto_core.runtime.progress.responsive`), so Cancel lands within a second. Memory
+    the run freed goes back to the operating system afterwards.
     """
-    device = compat.get_torch_device()
-    offload = compat.offload_device()
-    todo: list[ModelDescriptor] = []
-    for m in models:  # descriptors are unhashable dataclasses: dedupe by identity
-        if m is not None and not any(m is t for t in todo):
-            todo.append(m)
-    if device.type != "cpu":
-        compat.free_memory(sum(_nbytes(m) for m in todo) + _WORKING_MEMORY, device)
-    moved: list[ModelDescriptor] = []
+    nets: list[Network] = []
+    for m in models:
+        net = m.network if isinstance(m, OldPhotoModel) else m
+        if net is not None and not any(net is n for n in nets):
+            nets.append(net)
+    need = _WORKING_MEMORY if memory_required is None else int(memory_required)
     try:
-        for m in todo:
-            if m.device != device:
-                with torch.inference_mode(False):  # see loaders.load_path_cached
-                    m.to(device)
-                moved.append(m)
-        with responsive():  # a user waits on Cancel: report in small steps
+        with compat.models_loaded([n.patcher for n in nets], need) as device, \
+                use_precision(precision), responsive():  # a user waits on Cancel
             yield device
     finally:
-        for m in moved:
-            with torch.inference_mode(False):
-                m.to(offload)
-        if moved and device.type != "cpu":
-            compat.soft_empty_cache()
         release_freed_host_memory()
+
+
+def chunk_size(device: torch.device, per_item: int, n: int) -> int:
+    """How many of ``n`` items of ``per_item`` bytes of working memory run together on
+    ``device``: as many as its free memory holds (with the core's safety share), at least one.
+    One at a time when the free memory is unknown."""
+    free = compat.free_bytes(device)
+    if free is None or n <= 1:
+        return 1
+    return max(1, min(n, int(free * USABLE_SHARE) // max(int(per_item), 1)))
+
+
+def run_in_chunks(n: int, work: Callable[[int, int, bool], _T], *, steps: Steps,
+                  device: torch.device, per_item: int, can_tile: bool = True,
+                  max_chunk: int | None = None, node: str = "oldphoto") -> list[_T]:
+    """``work(start, stop, tile)`` over ``range(n)`` in chunks that fit ``device``.
+
+    The chunk size comes from the device's free memory (:func:`chunk_size`, at most
+    ``max_chunk``); the interrupt is
+    checked before each chunk and the bar advances by the chunk (``steps.within`` reports
+    inside one). On a device out-of-memory error (ComfyUI's ``OOM_EXCEPTION``), as ComfyUI's
+    VAE and upscale nodes do, the chunk is run again: first in exact strips (``tile=True``,
+    when ``can_tile``), then with half as many items, and the error is raised only for one
+    item in strips. The retry happens outside the ``except`` block, so that the failed
+    attempt's tensors are freed first.
+
+    Returns:
+        The results of the chunks, in order.
+    """
+    size = chunk_size(device, per_item, n if max_chunk is None else min(n, max_chunk))
+    tile = False
+    out: list[_T] = []
+    i = 0
+    while i < n:
+        steps.check()
+        k = min(size, n - i)
+        steps.chunk = k
+        exhausted = (tile or not can_tile) and k == 1  # nothing smaller left to try
+        oom = False
+        try:
+            result = work(i, i + k, tile)
+        except Exception as exc:
+            if exhausted or not compat.is_out_of_memory(exc):
+                raise
+            oom = True
+        if oom:  # retry smaller, now that the failed attempt's tensors are gone
+            compat.soft_empty_cache()
+            if can_tile and not tile:
+                tile = True
+                log.warning("%s: out of device memory; running %d image(s) again in strips",
+                            node, k)
+            else:
+                size = max(1, k // 2)
+                log.warning("%s: out of device memory; running %d image(s) at a time", node,
+                            size)
+            continue
+        out.append(result)
+        i += k
+        steps.advance(k)
+    steps.chunk = 1
+    return out
+
+
+_trim_lock = threading.Lock()
+_trim_pending = False
+#: Seconds between a network's end and the trim: its weights are freed just after its
+#: finalizer runs, and ComfyUI's ``/free`` collects garbage right after dropping its caches.
+TRIM_DELAY = 1.0
+
+
+def release_host_memory_soon() -> None:
+    """:func:`release_freed_host_memory` in :data:`TRIM_DELAY` seconds, on a timer thread
+    (calls close together share one trim).
+
+    Run when a network is freed: reloading networks (after a ``/free``, or when ComfyUI's
+    cache let go of a loader's output) leaves their freed weights scattered through glibc's
+    arenas, and without a trim the server would keep them as resident memory (measured with the
+    published sizes: 200 MB of 360 MB kept).
+    """
+    global _trim_pending
+    with _trim_lock:
+        if _trim_pending:
+            return
+        _trim_pending = True
+
+    def trim() -> None:
+        global _trim_pending
+        with _trim_lock:
+            _trim_pending = False
+        release_freed_host_memory()
+
+    timer = threading.Timer(TRIM_DELAY, trim)
+    timer.daemon = True
+    timer.start()
 
 
 def release_freed_host_memory() -> None:
@@ -146,6 +305,8 @@ class Steps:
     def __init__(self, total: int) -> None:
         self.total = max(int(total), 1)
         self.done = 0
+        #: items in the chunk that runs now (:func:`run_in_chunks`), for :meth:`within`
+        self.chunk = 1
         self.bar = compat.ProgressBar(self.total)
 
     def check(self) -> None:
@@ -163,9 +324,9 @@ class Steps:
         self.bar.update_absolute(done, total)
 
     def within(self, done: int, total: int) -> None:
-        """``progress(done, total)`` callback for the work *inside* the current item (the
-        scratch attention, minutes on a large scan on CPU): checks the interrupt, so Cancel
+        """``progress(done, total)`` callback for the work *inside* the current item or chunk
+        (the scratch attention, minutes on a large scan on CPU): checks the interrupt, so Cancel
         stops it mid-way, and shows the fraction on the bar."""
         compat.throw_if_interrupted()
-        fine = self.done * self._FINE + done * self._FINE // max(total, 1)
+        fine = self.done * self._FINE + done * self._FINE * self.chunk // max(total, 1)
         self.bar.update_absolute(fine, self.total * self._FINE)

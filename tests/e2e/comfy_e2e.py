@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -98,6 +98,20 @@ def write_synthetic_models(models: Path, extra: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"model_state": sd} if "model_state" in ckpt["file_format"] else sd, path)
         del sd
+
+
+#: ComfyUI's VRAM modes: argparse refuses them together with ``--cpu``
+VRAM_MODES = {"--gpu-only", "--highvram", "--normalvram", "--lowvram", "--novram"}
+#: ``python -c`` launcher of ``main.py`` (``sys.argv[1:]``) that runs a VRAM mode on the CPU:
+#: the options are parsed as given, then the CPU is forced as ``--cpu`` would.
+CPU_LAUNCHER = (
+    "import runpy, sys\n"
+    "sys.argv = sys.argv[1:]\n"
+    "import comfy.options\n"
+    "comfy.options.enable_args_parsing()\n"
+    "from comfy.cli_args import args\n"
+    "args.cpu = True\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n")
 
 
 def free_port() -> int:
@@ -314,10 +328,12 @@ class Events:
 
 
 @contextlib.contextmanager
-def start_comfyui(tmp_path_factory, name: str = "comfy", *,
-                  models: bool = True) -> Iterator[Client]:
+def start_comfyui(tmp_path_factory, name: str = "comfy", *, models: bool = True,
+                  args: Sequence[str] = ()) -> Iterator[Client]:
     """A ComfyUI server with the pack and the synthetic models (``models=False``: an empty
-    ``models/oldphoto``, so the bundled default set runs); terminated on exit."""
+    ``models/oldphoto``, so the bundled default set runs); terminated on exit. ``args``: more
+    command-line options of ``main.py``; a VRAM mode (``--highvram`` ...), which ComfyUI's
+    parser refuses beside ``--cpu``, runs on the CPU through :data:`CPU_LAUNCHER`."""
     if not COMFYUI:
         pytest.skip(SKIP_REASON)
     main = Path(COMFYUI) / "main.py"
@@ -338,9 +354,13 @@ def start_comfyui(tmp_path_factory, name: str = "comfy", *,
     photo.save(base / "input" / "clean_photo.png")
     port = free_port()
     log = base / "comfyui.log"
-    cmd = [comfyui_python(), str(main), "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-           "--base-directory", str(base), "--extra-model-paths-config", str(yaml),
-           "--database-url", "sqlite:///:memory:", "--disable-auto-launch"]
+    options = ["--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
+               "--extra-model-paths-config", str(yaml), "--database-url", "sqlite:///:memory:",
+               "--disable-auto-launch", *args]
+    if VRAM_MODES & set(args):
+        cmd = [comfyui_python(), "-c", CPU_LAUNCHER, str(main), *options]
+    else:
+        cmd = [comfyui_python(), str(main), "--cpu", *options]
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get(
         "OMP_NUM_THREADS", "2"))
     env.pop("OLDPHOTO_MODELS", None)

@@ -49,7 +49,7 @@ _import_pack()
 
 from oldphoto_pack.nodes import comfy_compat, loaders  # noqa: E402
 from oldphoto_pack.nodes.all_in_one import _restorers, _scans  # noqa: E402
-from oldphoto_pack.nodes.runtime import FaceDetectorHandle, OldPhotoModel  # noqa: E402
+from oldphoto_pack.nodes.runtime import FaceDetectorHandle, Network, OldPhotoModel  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -109,7 +109,7 @@ def tiny(tiny_sds):
 def handle(tiny):
     """``handle(key, name=..., face_size=...)`` -> the OldPhotoModel a loader would return."""
     def make(key: str, name: str | None = None, face_size: int | None = None) -> OldPhotoModel:
-        return OldPhotoModel(tiny[key], name or f"{key}.pth", face_size=face_size)
+        return OldPhotoModel(Network(tiny[key]), name or f"{key}.pth", face_size=face_size)
     return make
 
 

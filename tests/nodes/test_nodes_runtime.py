@@ -13,7 +13,13 @@ from oldphoto_pack.nodes.convert import (
     nchw_to_mask,
     to_rgb,
 )
-from oldphoto_pack.nodes.runtime import Steps, models_on_device
+from oldphoto_pack.nodes.runtime import (
+    Network,
+    Steps,
+    chunk_size,
+    models_on_device,
+    run_in_chunks,
+)
 
 from oldphoto_core.errors import InputError
 
@@ -64,18 +70,25 @@ def test_to_rgb(oldphoto_logs):
     assert "alpha" in oldphoto_logs.text
 
 
-class FakeDescriptor:
+class RecordingModule(torch.nn.Linear):
     """Records device moves (a real model cannot go to a device this machine lacks)."""
 
     def __init__(self):
-        self.device = torch.device("cpu")
+        super().__init__(4, 4)
         self.moves = []
-        self.model = torch.nn.Linear(4, 4)
 
-    def to(self, device):
-        self.device = torch.device(device)
-        self.moves.append(self.device.type)
+    def to(self, *args, **kwargs):
+        self.moves.append(torch.device(args[0] if args else kwargs["device"]).type)
         return self
+
+
+class FakeDescriptor:
+    def __init__(self):
+        self.model = RecordingModule()
+
+
+def _network() -> Network:
+    return Network(FakeDescriptor())
 
 
 @pytest.fixture
@@ -92,20 +105,79 @@ def fake_gpu(monkeypatch):
 
 
 def test_models_go_to_the_device_only_while_used(fake_gpu):
-    a, b = FakeDescriptor(), FakeDescriptor()
+    """Without ComfyUI (today's behaviour): moved for the run, back to the CPU after it."""
+    a, b = _network(), _network()
     with models_on_device(a, b, a, None) as device:
         assert device.type == "cuda"
-        assert a.device.type == "cuda" and b.device.type == "cuda"
-    assert a.moves == ["cuda", "cpu"] and b.moves == ["cuda", "cpu"]
+        assert a.patcher.model.moves == ["cuda"] and b.patcher.model.moves == ["cuda"]
+    assert a.patcher.model.moves == ["cuda", "cpu"] and b.patcher.model.moves == ["cuda", "cpu"]
     assert fake_gpu["free"] and fake_gpu["free"][0] > 2 * 20 * 4  # weights + working memory
     assert fake_gpu["empty"] == 1
 
 
 def test_models_come_back_after_an_out_of_memory_error(fake_gpu):
-    a = FakeDescriptor()
+    a = _network()
     with pytest.raises(torch.OutOfMemoryError), models_on_device(a):
         raise torch.OutOfMemoryError("CUDA out of memory (forced)")
-    assert a.device.type == "cpu" and a.moves == ["cuda", "cpu"]
+    assert a.patcher.model.moves == ["cuda", "cpu"]
+
+
+def test_chunks_are_what_the_free_memory_holds(monkeypatch):
+    monkeypatch.setattr(comfy_compat, "free_bytes", lambda device: 1000)
+    assert chunk_size(torch.device("cpu"), 300, 10) == 3  # 90 % of the free memory
+    assert chunk_size(torch.device("cpu"), 300, 2) == 2
+    assert chunk_size(torch.device("cpu"), 5000, 10) == 1  # at least one
+    monkeypatch.setattr(comfy_compat, "free_bytes", lambda device: None)
+    assert chunk_size(torch.device("cpu"), 1, 10) == 1  # unknown: one at a time
+
+
+def _oom_schedule(fails):
+    """A chunk worker recording ``(start, stop, tile)`` that runs out of device memory on the
+    calls whose numbers are in ``fails``."""
+    calls = []
+
+    def work(start, stop, tile):
+        calls.append((start, stop, tile))
+        if len(calls) in fails:
+            raise torch.OutOfMemoryError("CUDA out of memory (forced)")
+        return list(range(start, stop))
+    return work, calls
+
+
+def test_out_of_memory_runs_the_chunk_again_in_strips_then_smaller(monkeypatch, progress,
+                                                                    oldphoto_logs):
+    monkeypatch.setattr(comfy_compat, "free_bytes", lambda device: 10**6)
+    work, calls = _oom_schedule({1, 2})
+    out = run_in_chunks(5, work, steps=Steps(5), device=torch.device("cpu"), per_item=4 * 10**5)
+    assert calls == [(0, 2, False), (0, 2, True), (0, 1, True), (1, 2, True), (2, 3, True),
+                     (3, 4, True), (4, 5, True)]
+    assert [x for chunk in out for x in chunk] == [0, 1, 2, 3, 4]
+    assert progress[0].updates == [1, 2, 3, 4, 5]
+    assert "in strips" in oldphoto_logs.text and "1 image(s) at a time" in oldphoto_logs.text
+
+
+def test_out_of_memory_of_one_image_in_strips_is_raised(monkeypatch):
+    monkeypatch.setattr(comfy_compat, "free_bytes", lambda device: 10**6)
+    work, calls = _oom_schedule({1, 2})
+    with pytest.raises(torch.OutOfMemoryError):
+        run_in_chunks(1, work, steps=Steps(1), device=torch.device("cpu"), per_item=1)
+    assert calls == [(0, 1, False), (0, 1, True)]
+    work, calls = _oom_schedule({1, 2})  # a network that cannot run in strips: halves only
+    with pytest.raises(torch.OutOfMemoryError):
+        run_in_chunks(2, work, steps=Steps(2), device=torch.device("cpu"), per_item=1,
+                      can_tile=False)
+    assert calls == [(0, 2, False), (0, 1, False)]
+
+
+def test_other_errors_are_not_retried(monkeypatch):
+    calls = []
+
+    def work(start, stop, tile):
+        calls.append(tile)
+        raise RuntimeError("DefaultCPUAllocator: not enough memory")  # not a device OOM
+    with pytest.raises(RuntimeError):
+        run_in_chunks(1, work, steps=Steps(1), device=torch.device("cpu"), per_item=1)
+    assert calls == [False]
 
 
 def test_steps_progress_and_interrupt(progress):

@@ -65,14 +65,18 @@ def widget_values(node: dict, *, saved_earlier: bool = False) -> dict:
     values: the seed control and the image upload button).
 
     ``saved_earlier``: as the editor loads a workflow saved by an earlier version of the node,
-    which assigns the values by position and ignores values beyond the node's widgets (a
-    missing value is still an error: that widget would have no value).
+    which assigns the values by position, ignores values beyond the node's widgets and leaves
+    the widgets beyond the saved values at their defaults (a missing value of a widget without
+    a default is still an error: that widget would have no value).
     """
     inputs, _ = node_spec(node["type"])
     values = list(node.get("widgets_values", []))
     out = {}
     for name, typ, opts, _ in inputs:
         if not is_widget(typ):
+            continue
+        if not values and saved_earlier and "default" in opts:
+            out[name] = opts["default"]
             continue
         assert values, f"{node['type']}#{node['id']}: no value for widget {name}"
         out[name] = values.pop(0)
@@ -193,11 +197,13 @@ def test_the_template_browser_serves_this_folder():
 
 def test_ui_workflows_saved_with_face_size_on_detect_faces_still_load():
     """Before the crop size moved to the nodes that consume faces, 'Detect Faces' had a
-    face_size widget (saved as ``["256"]``) and 'Blend Faces' no restored_faces input. The editor
-    assigns saved widget values by position, ignoring those beyond the node's widgets, and
-    matches saved inputs to the node's by name, adding new ones (frontend 1.27:
-    ``LGraphNode.configure``, ``ComfyNode.configure``): such a workflow exports the same prompt
-    as the shipped one, and ComfyUI would drop a stale face_size of an API prompt anyway."""
+    face_size widget (saved as ``["256"]``) and 'Blend Faces' no restored_faces input; before
+    that, the nodes that run networks had no precision widget. The editor assigns saved widget
+    values by position, ignoring those beyond the node's widgets and leaving missing ones at
+    their defaults, and matches saved inputs to the node's by name, adding new ones (frontend
+    1.27: ``LGraphNode.configure``, ``ComfyNode.configure``): such a workflow exports the same
+    prompt as the shipped one, and ComfyUI would drop a stale face_size of an API prompt
+    anyway (and an API prompt without precision runs at its default, exact)."""
     path = REPO / "example_workflows" / "oldphoto_full_restoration.json"
     ui = json.loads(path.read_text())
     detect = next(n for n in ui["nodes"] if n["type"] == "OldPhotoFaceDetect")
@@ -205,7 +211,11 @@ def test_ui_workflows_saved_with_face_size_on_detect_faces_still_load():
     assert detect["widgets_values"] == []
     detect["widgets_values"] = ["256"]
     blend["inputs"] = [i for i in blend["inputs"] if i["name"] != "restored_faces"]
-    with pytest.raises(AssertionError, match="extra widget values"):
+    for node in ui["nodes"]:
+        if "precision" in {name for name, *_ in node_spec(node["type"])[0]}:
+            assert node["widgets_values"][-1] == "exact"
+            node["widgets_values"].pop()
+    with pytest.raises(AssertionError, match="extra widget values|no value for widget"):
         to_api(ui)  # what the shipped workflows must not have
     api = json.loads((API_DIR / "oldphoto_full_restoration.api.json").read_text())
     twin = {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}
