@@ -25,6 +25,7 @@ from oldphoto_core.models import (
     ROLES,
     ModelStore,
     bundled_files,
+    bundled_manifest,
     required_roles,
     scan_models_dir,
 )
@@ -125,19 +126,18 @@ def _signature(roots: list[str]) -> tuple:
     return tuple(sorted(sig))
 
 
-def _files(choice: str) -> tuple[dict[str, Path], str]:
-    """``(role -> file, which set)`` for a models folder choice.
+def _files(choice: str) -> tuple[dict[str, Path], str, str]:
+    """``(role -> file, which set, its output tone)`` for a models folder choice.
 
     As :func:`oldphoto_core.models.resolve_models`: the folders' checkpoints when they hold any
     (then strictly: a missing file is an error, never filled in from another set), else the
     bundled default set; ``oldphoto default (bundled)`` chooses the bundled set outright.
     """
-    if choice == BUNDLED_LABEL:
-        return bundled_files(), BUNDLED_LABEL
-    found = _scan(choice)
-    if not found and bundled_files():
-        return bundled_files(), BUNDLED_LABEL
-    return found, f"checkpoints in {choice}"
+    if choice == BUNDLED_LABEL or (not (found := _scan(choice)) and bundled_files()):
+        manifest = bundled_manifest()
+        return ((manifest.files, BUNDLED_LABEL, manifest.tone) if manifest
+                else ({}, BUNDLED_LABEL, "reference"))
+    return found, f"checkpoints in {choice}", "reference"
 
 
 def _scan(choice: str) -> dict[str, Path]:
@@ -271,7 +271,7 @@ class OldPhotoRestore:
         # models or settings
         restorer = copy.copy(_restorer(insightface_root("buffalo_l") if faces != "off"
                                        else None))
-        restorer.store, restorer.precision = store, precision
+        restorer.store, restorer.precision, restorer.tone = store, precision, store.tone
 
         images = image_to_nchw(image)
         b, _, h, w = images.shape
@@ -312,7 +312,7 @@ class OldPhotoRestore:
                 store.put(role, handle.descriptor)
                 continue
             if files is None:
-                files, store.label = _files(choice)
+                files, store.label, store.tone = _files(choice)
                 log.info("oldphoto: %s uses %s", OldPhotoRestore.DISPLAY_NAME, store.label)
             if role in files:
                 nets[role] = load_path_cached(files[role], ROLES[role].arch)

@@ -25,6 +25,7 @@ from .stages.tone import TONES
 
 __all__ = ["Role", "ROLES", "ModelStore", "MissingModelsError", "default_models_dir",
            "required_roles", "scan_models_dir", "BUNDLED_LABEL", "bundled_dir", "bundled_files",
+           "bundled_manifest",
            "manifest_files", "read_manifest", "ModelSetManifest", "candidate_dirs",
            "resolve_models"]
 
@@ -146,10 +147,16 @@ def manifest_files(folder: Path) -> dict[str, Path] | None:
     return None if manifest is None else manifest.files
 
 
+def bundled_manifest() -> ModelSetManifest | None:
+    """The bundled default set's manifest; ``None`` when this installation ships none (e.g. a
+    source tree before the set was trained)."""
+    return read_manifest(bundled_dir())
+
+
 def bundled_files() -> dict[str, Path]:
-    """``role -> file`` of the bundled default set; empty when this installation ships none
-    (e.g. a source tree before the set was trained)."""
-    return manifest_files(bundled_dir()) or {}
+    """``role -> file`` of the bundled default set; empty when this installation ships none."""
+    manifest = bundled_manifest()
+    return manifest.files if manifest else {}
 
 
 def candidate_dirs(extra: tuple[tuple[str, str | os.PathLike[str]], ...] = ()

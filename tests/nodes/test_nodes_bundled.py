@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from oldphoto_pack.nodes import NODE_CLASS_MAPPINGS, loaders
 from oldphoto_pack.nodes.all_in_one import OldPhotoRestore, folder_choices
 
@@ -40,6 +41,19 @@ def test_all_in_one_falls_back_to_the_bundled_set(tiny_bundled_set, images):
     assert out2.shape == images.shape
     with pytest.raises(InputError, match="covers the quality and scratch"):
         NODE.restore(images, "on", True, "off", "auto", "oldphoto")
+
+
+def test_all_in_one_uses_the_tone_the_bundled_set_asks_for(tiny_bundled_set, images):
+    """The set's manifest says "anchor": the node's output is the core Restorer's with that
+    tone, not the reference stretch."""
+    from oldphoto_core import Restorer
+    out, _, _ = NODE.restore(images, "off", False, "off", "auto", BUNDLED_LABEL)
+    photos = images.permute(0, 3, 1, 2)
+    anchored = Restorer(tone="anchor").restore(photos, scratch="off").images
+    reference = Restorer(tone="reference").restore(photos, scratch="off").images
+    got = out.permute(0, 3, 1, 2)
+    assert torch.allclose(got, anchored, atol=1e-6)
+    assert not torch.allclose(anchored, reference, atol=1e-3)
 
 
 def test_a_folder_with_checkpoints_is_never_mixed_with_the_bundled_set(use_models,
