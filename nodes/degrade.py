@@ -11,7 +11,7 @@ from oldphoto_core.degrade import DEFAULT_CONFIG, DegradeConfig, degrade
 from oldphoto_core.errors import InputError
 
 from .convert import image_to_nchw, nchw_to_image, nchw_to_mask
-from .runtime import Steps
+from .runtime import each_image
 from .types import CATEGORY, FLOAT, IMAGE, INT, MASK, STRING
 
 __all__ = ["DEGRADE_NODES", "OldPhotoDegrade", "build_config"]
@@ -150,17 +150,11 @@ class OldPhotoDegrade:
         cfg = build_config(config_json=config_json, **widgets)
         images = image_to_nchw(image)
         b = images.shape[0]
-        steps = Steps(b)
-        out, masks, params = [], [], []
-        for i in range(b):
-            steps.check()
-            res = degrade(images[i:i + 1], seed=int(seed), config=cfg, index_offset=i)
-            out.append(res.image)
-            masks.append(res.mask)
-            params.append(res.params[0])
-            steps.advance()
-        return (nchw_to_image(torch.cat(out)), nchw_to_mask(torch.cat(masks)),
-                json.dumps(params, indent=1, sort_keys=True))
+        res = each_image(b, lambda i: degrade(images[i:i + 1], seed=int(seed), config=cfg,
+                                              index_offset=i), node=self.DISPLAY_NAME)
+        return (nchw_to_image(torch.cat([r.image for r in res])),
+                nchw_to_mask(torch.cat([r.mask for r in res])),
+                json.dumps([r.params[0] for r in res], indent=1, sort_keys=True))
 
 
 DEGRADE_NODES = {"OldPhotoDegrade": OldPhotoDegrade}

@@ -23,6 +23,7 @@ from .runtime import (
     FaceDetectorHandle,
     Steps,
     check_precision,
+    each_image,
     expect_model,
     models_on_device,
     precision_input,
@@ -84,12 +85,8 @@ class OldPhotoFaceDetect:
                              f"Photo Face Detector', got {type(face_detector).__name__}")
         images = image_to_nchw(image)
         b = images.shape[0]
-        steps = Steps(b)
-        found = []
-        for i in range(b):
-            steps.check()
-            found.append(detect_faces(images[i:i + 1], face_detector.detector)[0])
-            steps.advance()
+        found = each_image(b, lambda i: detect_faces(images[i:i + 1],
+                                                     face_detector.detector)[0], node=node)
         faces = FaceSet.detected(image, found)
         if faces.count == 0:
             log.info("%s: no faces found in %d image(s) (%s)", node, b, face_detector.backend)
@@ -240,13 +237,8 @@ class OldPhotoBlend:
                              "Faces' between 'Detect Faces' and 'Blend Faces', or restored "
                              "crops of 'Faces To Images' to restored_faces")
         nested = faces.nested()
-        steps = Steps(b)
-        out = []
-        for i in range(b):
-            steps.check()
-            out.append(blend_faces(images[i:i + 1], [nested[i]]) if nested[i]
-                       else images[i:i + 1])
-            steps.advance()
+        out = each_image(b, lambda i: blend_faces(images[i:i + 1], [nested[i]]) if nested[i]
+                         else images[i:i + 1], node=node)
         return (nchw_to_image(torch.cat(out)),)
 
     def _with_restored(self, faces: FaceSet, restored: object) -> FaceSet:

@@ -30,7 +30,7 @@ log = logging.getLogger("oldphoto")
 __all__ = ["PRECISION_CHOICES", "FaceDetectorHandle", "Network", "OldPhotoModel", "Steps",
            "check_precision", "chunk_size", "expect_model", "item_bytes", "models_on_device",
            "precision_input", "release_freed_host_memory", "release_host_memory_soon",
-           "run_in_chunks"]
+           "run_in_chunks", "each_image"]
 
 # Activation memory asked for on top of the weights when no estimate is given: a rough upper
 # bound for a ~1 Mpx photo through the mapping (ComfyUI frees other models to make room).
@@ -244,6 +244,15 @@ def run_in_chunks(n: int, work: Callable[[int, int, bool], _T], *, steps: Steps,
         steps.advance(k)
     steps.chunk = 1
     return out
+
+
+def each_image(n: int, work: Callable[[int], _T], *, node: str = "oldphoto") -> list[_T]:
+    """``work(i)`` for each of ``n`` batch items, in order, on the host: the progress bar and
+    the interrupt as in :func:`run_in_chunks` (which runs it, one item per chunk, no retry:
+    what runs here is not on a device)."""
+    return run_in_chunks(n, lambda start, stop, tile: work(start), steps=Steps(n),
+                         device=torch.device("cpu"), per_item=0, can_tile=False, max_chunk=1,
+                         node=node)
 
 
 _trim_lock = threading.Lock()
