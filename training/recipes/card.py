@@ -51,7 +51,13 @@ def write_card(path: Path, recipe: Recipe, out: Path, record: dict[str, Any],
         opts = ", ".join(f"{k}={v}" for k, v in step.options.items() if not str(v).startswith(
             "@"))
         timing.append(f"| `{step.name}` | `{step.stage}` | {opts} | {_minutes(seconds)} |")
-    lines += ["", f"Together: {total_bytes / 1e6:.1f} MB.", "",
+    lines += ["", f"Together: {total_bytes / 1e6:.1f} MB.", ""]
+    if recipe.tone != "reference":
+        lines += [f"Restorations with this set use the `{recipe.tone}` output tone (its "
+                  "`manifest.json` asks for it; `oldphoto_core/stages/tone.py`): the VAEs' "
+                  "encoders cannot see a photo's global brightness, contrast or fade, and a "
+                  "small model guesses them badly, so the output takes the input's.", ""]
+    lines += [
               "## Training data", "",
               "Photos that ship inside pip packages, read from the installed package folders "
               "(nothing downloaded). Grey pictures are replicated to RGB. The held-out photos "
@@ -71,7 +77,7 @@ def write_card(path: Path, recipe: Recipe, out: Path, record: dict[str, Any],
               "| step | stage | settings | training time |", "|---|---|---|---|", *timing, "",
               f"Total training time: {_minutes(total_seconds)} (the sum of the steps' logged "
               "step times, data loading in parallel worker processes included; interruptions "
-              "and resumes not counted).", "",
+              "and resumes not counted; steps that ran beside each other count in full).", "",
               "Machine(s): " + "; ".join(record.get("machines", ["?"])) + ".", "",
               "Reproduce (deterministic on CPU: the same photos, seed and settings give the "
               "same weights; resumable, run the same command again after an interruption):", "",
