@@ -7,11 +7,13 @@ Run by the e2e test with ComfyUI's interpreter (it needs aiohttp, a ComfyUI requ
 Prints one JSON object: per workflow file name, the node count the editor built, the node types
 it does not know, and the prompt the frontend exports (``app.graphToPrompt().output``). Talks to
 Chromium over the DevTools protocol on a free local port; nothing leaves the machine.
+:func:`frontend` (the browser with the editor open) is shared with ``frontend_layout.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -20,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -42,14 +45,44 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-async def run(chromium: str, url: str, files: list[Path]) -> dict:
+class Page:
+    """One Chromium tab over the DevTools protocol: ``call`` a method, ``evaluate`` JavaScript
+    (promises awaited, the value returned as JSON)."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._ws, self._ids = ws, itertools.count(1)
+
+    async def call(self, method: str, **params) -> dict:
+        i = next(self._ids)
+        await self._ws.send_json({"id": i, "method": method, "params": params})
+        while True:
+            msg = await self._ws.receive_json()
+            if msg.get("id") == i:
+                if "error" in msg:
+                    raise RuntimeError(msg["error"])
+                return msg["result"]
+
+    async def evaluate(self, expr: str):
+        r = await self.call("Runtime.evaluate", expression=expr, awaitPromise=True,
+                            returnByValue=True)
+        if "exceptionDetails" in r:
+            raise RuntimeError(json.dumps(r["exceptionDetails"])[:3000])
+        return r["result"].get("value")
+
+
+@contextlib.asynccontextmanager
+async def frontend(chromium: str, url: str, *, width: int = 1280,
+                   height: int = 800) -> AsyncIterator[Page]:
+    """Headless Chromium with ComfyUI's editor at ``url`` open in a ``width`` x ``height``
+    window (device pixel ratio 1), ready (its node types registered)."""
     port = _port()
     # chromium's helper processes may still write to the profile as it goes: ignore that
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
              f"--user-data-dir={profile}", f"--remote-debugging-port={port}",
-             "--remote-debugging-address=127.0.0.1", "about:blank"],
+             "--remote-debugging-address=127.0.0.1", f"--window-size={width},{height}",
+             "--force-device-scale-factor=1", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             async with aiohttp.ClientSession() as session:
@@ -63,42 +96,22 @@ async def run(chromium: str, url: str, files: list[Path]) -> dict:
                         await asyncio.sleep(0.2)
                 if pages is None:
                     raise SystemExit("chromium did not open its DevTools port")
-                page = next(p for p in pages if p["type"] == "page")
-                ws = await session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0)
-                ids = itertools.count(1)
-
-                async def call(method: str, **params):
-                    i = next(ids)
-                    await ws.send_json({"id": i, "method": method, "params": params})
-                    while True:
-                        msg = await ws.receive_json()
-                        if msg.get("id") == i:
-                            if "error" in msg:
-                                raise RuntimeError(msg["error"])
-                            return msg["result"]
-
-                async def evaluate(expr: str):
-                    r = await call("Runtime.evaluate", expression=expr, awaitPromise=True,
-                                   returnByValue=True)
-                    if "exceptionDetails" in r:
-                        raise RuntimeError(json.dumps(r["exceptionDetails"])[:3000])
-                    return r["result"].get("value")
-
-                await call("Page.navigate", url=url)
+                info = next(p for p in pages if p["type"] == "page")
+                ws = await session.ws_connect(info["webSocketDebuggerUrl"], max_msg_size=0)
+                page = Page(ws)
+                await page.call("Emulation.setDeviceMetricsOverride", width=width,
+                                height=height, deviceScaleFactor=1, mobile=False)
+                await page.call("Page.navigate", url=url)
                 for _ in range(240):
                     try:
-                        if await evaluate(READY):
+                        if await page.evaluate(READY):
                             break
                     except RuntimeError:
                         pass
                     await asyncio.sleep(0.5)
                 else:
                     raise SystemExit("the ComfyUI frontend did not start")
-                out = {}
-                for path in files:
-                    wf = path.read_text()
-                    out[path.name] = json.loads(await evaluate(LOAD % wf))
-                return out
+                yield page
         finally:  # end chromium and its helpers (their own process group), nothing else
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -108,6 +121,12 @@ async def run(chromium: str, url: str, files: list[Path]) -> dict:
                 proc.wait(timeout=10)
             except ProcessLookupError:
                 pass
+
+
+async def run(chromium: str, url: str, files: list[Path]) -> dict:
+    async with frontend(chromium, url) as page:
+        return {path.name: json.loads(await page.evaluate(LOAD % path.read_text()))
+                for path in files}
 
 
 if __name__ == "__main__":

@@ -133,7 +133,8 @@ def _chromium() -> str | None:
 
 def test_ui_workflows_load_in_the_real_frontend(comfy, object_info):
     """Each UI workflow loads in ComfyUI's editor (headless Chromium) with every node known, and
-    the frontend's own API export of it equals our API twin (frontend-only widgets aside)."""
+    the frontend's own API export of it equals our API twin, titles included (frontend-only
+    widgets aside)."""
     chromium = _chromium()
     if chromium is None:
         pytest.skip("no Chromium on PATH (or $CHROMIUM): the UI workflows were not loaded into "
@@ -152,11 +153,49 @@ def test_ui_workflows_load_in_the_real_frontend(comfy, object_info):
         for nid, node in got["output"].items():
             spec = object_info[node["class_type"]]["input"]
             declared = {**spec.get("required", {}), **spec.get("optional", {})}
-            exported[nid] = {"class_type": node["class_type"],
+            exported[nid] = {"class_type": node["class_type"], "_meta": node.get("_meta"),
                              "inputs": {k: v for k, v in node["inputs"].items() if k in declared}}
-        twin = {k: {"class_type": v["class_type"], "inputs": v["inputs"]}
+        twin = {k: {"class_type": v["class_type"], "_meta": v.get("_meta"), "inputs": v["inputs"]}
                 for k, v in api(path.stem).items()}
         assert exported == twin, path.name
+
+
+def _overlap(a: list[float], b: list[float]) -> bool:
+    """Whether two ``[x, y, width, height]`` rectangles overlap."""
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def test_ui_workflows_fit_the_screen_in_the_real_frontend(comfy, tmp_path_factory):
+    """Each UI workflow at the editor's "Fit view" in a 1920x1080 window: drawn with text
+    (scale >= 0.6), no node over another, no widget text cut, no node's text under the
+    minimap, sizes as saved. Screenshots go to ``$OLDPHOTO_WORKFLOW_SHOTS`` (else
+    ``workflow_shots`` under pytest's ``--basetemp``), with ``layout.json``: what the editor
+    drew. The same layout is checked without a browser by ``tests/nodes``."""
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("no Chromium on PATH (or $CHROMIUM): no screenshots of the UI workflows")
+    shots = Path(os.environ.get("OLDPHOTO_WORKFLOW_SHOTS") or
+                 tmp_path_factory.mktemp("workflow_shots"))
+    files = sorted((REPO / "example_workflows").glob("*.json"))
+    run = subprocess.run([comfyui_python(), str(HERE / "frontend_layout.py"), chromium,
+                          comfy.url, str(shots), *map(str, files)], capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    (shots / "layout.json").write_text(json.dumps(result, indent=1))
+    print(f"\nscreenshots in {shots}")
+    for path in files:
+        got, saved = result[path.name], json.loads(path.read_text())["nodes"]
+        print(f"  {path.stem}: scale {got['scale']:.2f}, canvas {got['canvas'][2:]}")
+        assert got["scale"] >= 0.6 and not got["low_quality"], (path.name, got["scale"])
+        assert got["truncated"] == [], (path.name, got["truncated"])
+        assert {n["id"]: n["size"] for n in got["nodes"]} == \
+            {n["id"]: n["size"] for n in saved}, f"{path.name}: the editor resized nodes"
+        for i, a in enumerate(got["nodes"]):
+            for b in got["nodes"][i + 1:]:
+                assert not _overlap(a["rect"], b["rect"]), f"{path.name}: {a['id']} on {b['id']}"
+            for o in got["overlays"]:
+                assert not _overlap(a["text"], o["rect"]), f"{path.name}: {a['id']} under {o}"
 
 
 def _image(comfy: Client, item: dict) -> np.ndarray:

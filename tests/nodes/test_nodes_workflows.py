@@ -4,6 +4,7 @@ API twin (``example_workflows/api/*.api.json``) is the translation of its UI gra
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 from pathlib import Path
 
@@ -184,6 +185,113 @@ def test_api_twin_is_the_translation(path):
     api = json.loads((API_DIR / f"{path.stem}.api.json").read_text())
     stripped = {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}
     assert stripped == to_api(ui)
+    for node in ui["nodes"]:  # the editor exports a node's title as _meta.title
+        if "title" in node and str(node["id"]) in api:
+            assert api[str(node["id"])]["_meta"]["title"] == node["title"]
+
+
+# --- layout: what a person sees at "Fit view" in a 1920x1080 window (ComfyUI frontend 1.27) ---
+STAGES = ["Load", "Degrade", "Detect", "Restore", "Faces", "Save"]  # left to right
+NODE_TITLE_HEIGHT = 30  # LiteGraph: the title bar is drawn above a node's pos
+GROUP_TITLE_HEIGHT = 34  # a group's title bar: 1.4 x its 24 px font
+# the editor's canvas in a 1920x1080 window (its side bar and top bars take the rest); "Fit
+# view" frames all nodes and groups, 10 px around, at 0.75 of the canvas
+CANVAS, FIT_PADDING, FIT_ZOOM = (1856, 1002), 10, 0.75
+MIN_SCALE = 0.6  # below 8/14 = 0.57 the editor draws nodes without text; 0.6 keeps 8.4 px type
+OUTPUT_NODES = {"SaveImage": "Save Image", "PreviewImage": "Preview Image",
+                "PreviewAny": "Preview Any"}  # type: the default title
+# Arial's advance widths (1/1000 em, ASCII 32..126): the editor draws widgets in 12 px Arial
+ARIAL = [278, 278, 355, 556, 556, 889, 667, 191, 333, 333, 389, 584, 278, 333, 278, 278,
+         556, 556, 556, 556, 556, 556, 556, 556, 556, 556, 278, 278, 584, 584, 584, 556,
+         1015, 667, 667, 722, 722, 667, 611, 778, 722, 278, 500, 667, 556, 833, 722, 778,
+         667, 778, 722, 667, 611, 722, 667, 944, 667, 667, 611, 278, 278, 278, 469, 556,
+         333, 556, 556, 500, 556, 556, 278, 556, 556, 222, 222, 500, 222, 833, 556, 556,
+         556, 556, 333, 500, 278, 556, 500, 722, 500, 500, 500, 334, 260, 334, 584]
+
+
+def text_width(text: str, px: float = 12) -> float:
+    return sum(ARIAL[ord(c) - 32] if 32 <= ord(c) < 127 else 1000 for c in text) * px / 1000
+
+
+def box(node: dict) -> tuple[float, float, float, float]:
+    """``(left, top, right, bottom)`` of a node as drawn, its title bar included."""
+    (x, y), (w, h) = node["pos"], node["size"]
+    return x, y - NODE_TITLE_HEIGHT, x + w, y + h
+
+
+def group_box(group: dict) -> tuple[float, float, float, float]:
+    x, y, w, h = group["bounding"]
+    return x, y, x + w, y + h
+
+
+def overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def inside(a, b) -> bool:
+    return b[0] <= a[0] and a[2] <= b[2] and b[1] <= a[1] and a[3] <= b[3]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_ui_workflow_reads_at_fit_view(path):
+    """Columns by stage in titled groups, nothing overlapping, one Note that says where the
+    models go, titled outputs, whole model file names, and the whole graph legible at the
+    editor's "Fit view" (``tests/e2e/frontend_layout.py`` checks the same in the real editor;
+    ``benchmarks/layout_workflows.py`` makes the layout)."""
+    ui = json.loads(path.read_text())
+    nodes, groups = ui["nodes"], ui["groups"]
+    for i, a in enumerate(nodes):
+        for b in nodes[i + 1:]:
+            assert not overlap(box(a), box(b)), f"{a['id']} overlaps {b['id']}"
+
+    titles = [g["title"] for g in groups]
+    assert titles and set(titles) <= set(STAGES) and len(set(titles)) == len(titles), titles
+    ordered = sorted(groups, key=lambda g: g["bounding"][0])
+    assert [g["title"] for g in ordered] == sorted(titles, key=STAGES.index)
+    for g, h in itertools.pairwise(ordered):
+        assert group_box(g)[2] <= group_box(h)[0], f"groups {g['title']} and {h['title']}"
+    for node in nodes:
+        if node["type"] == "Note":
+            assert not any(overlap(box(node), group_box(g)) for g in groups)
+            continue
+        holders = [g["title"] for g in groups if inside(box(node), group_box(g))]
+        assert len(holders) == 1, f"{node['type']}#{node['id']} in groups {holders}"
+        g = next(g for g in groups if g["title"] == holders[0])
+        assert box(node)[1] >= g["bounding"][1] + GROUP_TITLE_HEIGHT, "under the group's title"
+
+    notes = [n for n in nodes if n["type"] == "Note"]
+    assert len(notes) == 1, f"{len(notes)} Notes"
+    text = notes[0]["widgets_values"][0]
+    types = {n["type"] for n in nodes}
+    if types & {"OldPhotoScratchModelLoader", "OldPhotoVAELoader", "OldPhotoMappingLoader",
+                "OldPhotoFaceModelLoader", "OldPhotoRestore"}:
+        assert "ComfyUI/models/oldphoto/" in text, "the Note says where the checkpoints go"
+    if types & {"OldPhotoFaceDetectorLoader", "OldPhotoRestore"}:
+        assert "ComfyUI/models/insightface/" in text, "the Note says where det_10g.onnx goes"
+    for node in nodes:
+        if node["type"] in OUTPUT_NODES:
+            assert node.get("title") not in (None, "", OUTPUT_NODES[node["type"]]), node["id"]
+            if node["type"] == "SaveImage":
+                assert node["title"].startswith("Save ")
+
+    # combo and text widgets show their label and whole value (BaseWidget.drawTruncatingText:
+    # 15 px margins, and a combo's arrows)
+    for node in nodes:
+        if node["type"] in VIRTUAL_NODES:
+            continue
+        values = widget_values(node)
+        for name, typ, opts, _ in node_spec(node["type"])[0]:
+            if not isinstance(values.get(name), str) or opts.get("multiline"):
+                continue
+            room = node["size"][0] - 60 - (25 if isinstance(typ, (list, tuple)) else 0)
+            need = text_width(name) + 5 + text_width(values[name])
+            assert need <= room, f"{node['type']}#{node['id']}.{name}: {values[name]!r} cut"
+
+    boxes = [box(n) for n in nodes] + [group_box(g) for g in groups]
+    width = max(b[2] for b in boxes) - min(b[0] for b in boxes) + 2 * FIT_PADDING
+    height = max(b[3] for b in boxes) - min(b[1] for b in boxes) + 2 * FIT_PADDING
+    scale = FIT_ZOOM * min(CANVAS[0] / width, CANVAS[1] / height)
+    assert scale >= MIN_SCALE, f"fit view at {scale:.2f}"
 
 
 def test_the_template_browser_serves_this_folder():
