@@ -23,6 +23,7 @@ Usage::
     python benchmarks/quality.py --models /tmp/smoke/models --max-side 256 --seeds 0
     python benchmarks/quality.py --scratch on --out /tmp/q  # always take the scratch path
     python benchmarks/quality.py --samples ../shared/samples --max-side 256
+    python benchmarks/quality.py --detector runs/default/runs/detector/scratch_detector.safetensors
 
 Writes ``OUT/quality_sheet.png`` (rows photo x seed; columns clean | damaged | restored |
 baseline) and ``OUT/quality.json`` (every number), or ``OUT/samples_sheet.png`` (input |
@@ -51,6 +52,7 @@ sys.path.insert(0, str(REPO))
 from oldphoto_core.degrade import degrade  # noqa: E402
 from oldphoto_core.io.images import IMAGE_SUFFIXES, read_image  # noqa: E402
 from oldphoto_core.io.resample import pil_resize  # noqa: E402
+from oldphoto_core.loading import load_model  # noqa: E402
 from oldphoto_core.models import resolve_models  # noqa: E402
 from oldphoto_core.pipeline import SCRATCH_MODES, Restorer, reference_mask_quirk  # noqa: E402
 from training.recipes.photos import HELD_OUT, load_photo  # noqa: E402
@@ -202,7 +204,8 @@ def evaluate_pair(clean: np.ndarray, seed: int, restorer: Restorer, *,
         gt_mask_fraction=float(truth.mean()), detected_mask_fraction=float(found.mean()),
         used_mask_fraction=float(mask.mean()),
         beats_baseline=row["restored_psnr"] > row["baseline_psnr"],
-        mask_agrees=None if scratch == "off" else bool(torch.equal(result.masks[0, 0], mask)),
+        mask_agrees=(None if restorer.scratch_mode(scratch) == "off"
+                     else bool(torch.equal(result.masks[0, 0], mask))),
         restore_seconds=t_restore, baseline_seconds=t_base,
         images={"clean": clean, "damaged": damaged, "restored": restored, "baseline": base})
     return row
@@ -347,6 +350,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--samples", type=Path, default=None, metavar="DIR",
                     help="restore the real scans in DIR instead (no metrics)")
+    ap.add_argument("--detector", type=Path, default=None, metavar="FILE",
+                    help="a scratch detector to score (AUC, F1) and to give the baseline its "
+                         "mask when the model set has none (the bundled set ships none)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch and OpenCV threads")
     args = ap.parse_args(argv)
@@ -357,6 +363,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"models: {store.label}")
     restorer = Restorer(store, device=args.device)
     restorer.check_models(args.scratch)
+    if args.detector and "scratch_detector" not in store:
+        store.put("scratch_detector", load_model(args.detector, expect="scratch_detector",
+                                                 device=args.device))
+        print(f"detector: {args.detector} (scored; the restoration runs "
+              f"{restorer.scratch_mode(args.scratch)!r})")
     store.require(["scratch_detector"])  # the baseline's mask and the AUC, even with "off"
     (run_samples if args.samples else run_benchmark)(args, restorer)
 

@@ -26,6 +26,7 @@ from oldphoto_core.models import (
     ModelStore,
     bundled_files,
     bundled_manifest,
+    covered_modes,
     required_roles,
     scan_models_dir,
 )
@@ -261,6 +262,7 @@ class OldPhotoRestore:
                                  f"runs at {face_model.face_size} px")
             size = face_model.face_size
         size = size or (512 if hr else 256)
+        scratch = self._scratch_mode(scratch, bool(hr), given, models_folder)
         mode = _mode(scratch, bool(hr))
         roles = required_roles(mode, faces=faces != "off", face_size=size)
         store, nets = self._store(roles, given, models_folder, scratch, bool(hr), faces)
@@ -298,6 +300,20 @@ class OldPhotoRestore:
                 json.dumps([item for p in parts for item in p[2]]))
 
     @staticmethod
+    def _scratch_mode(scratch: str, hr: bool, given: dict, choice: str) -> str:
+        """As :meth:`oldphoto_core.Restorer.scratch_mode`: ``"auto"`` with the bundled set,
+        which has no scratch networks, runs the quality path (unless a loader brings them)."""
+        needed = {"scratch_detector", "mapping_hr" if hr else "mapping_scratch"}
+        if scratch != "auto" or any(_ROLE_INPUT[r] in given for r in needed):
+            return scratch
+        files, label, _ = _files(choice)
+        if label == BUNDLED_LABEL and not needed <= files.keys():
+            log.info("oldphoto: %s has no scratch detector: scratch='auto' runs the quality "
+                     "path", BUNDLED_LABEL)
+            return "off"
+        return scratch
+
+    @staticmethod
     def _store(roles: list[str], given: dict, choice: str, scratch: str, hr: bool,
                faces: str) -> tuple[ModelStore, dict[str, Network]]:
         """The run's store (role -> descriptor) and its networks (role -> network)."""
@@ -330,10 +346,10 @@ class OldPhotoRestore:
                          "files must keep VAE_A_quality / VAE_B_quality / VAE_B_scratch in "
                          "their file or folder name.")
             if store.label == BUNDLED_LABEL:
-                lines.append(f"The {BUNDLED_LABEL} set covers the quality and scratch "
-                             "restoration only; for hr and faces put the published checkpoints "
-                             "in models/oldphoto (`oldphoto models download --to "
-                             "ComfyUI/models/oldphoto`).")
+                lines.append(f"The {BUNDLED_LABEL} set covers "
+                             f"{covered_modes(ModelStore.from_files(files))} only; for the "
+                             "other modes put the published checkpoints in models/oldphoto "
+                             "(`oldphoto models download --to ComfyUI/models/oldphoto`).")
             raise InputError("\n".join(lines))
         return store, nets
 

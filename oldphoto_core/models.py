@@ -27,7 +27,7 @@ __all__ = ["Role", "ROLES", "ModelStore", "MissingModelsError", "default_models_
            "required_roles", "scan_models_dir", "BUNDLED_LABEL", "bundled_dir", "bundled_files",
            "bundled_manifest",
            "manifest_files", "read_manifest", "ModelSetManifest", "candidate_dirs",
-           "resolve_models"]
+           "resolve_models", "auto_mode"]
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
 
@@ -66,6 +66,24 @@ ROLES: dict[str, Role] = {r.name: r for r in (
     Role("face_512", "face_spade", "Face_Enhancement/checkpoints/FaceSR_512/latest_net_G.pth",
          "face enhancer FaceSR_512 (512 px)"),
 )}
+
+
+def covered_modes(store: ModelStore) -> str:
+    """The restorations a store's files cover, in words ("the quality restoration" ...)."""
+    names = [name for name, mode in (("quality", "quality"), ("scratch", "scratch"),
+                                     ("HR", "hr")) if not store.missing(required_roles(mode))]
+    return ("the " + " and ".join(names) + " restoration") if names else "no restoration"
+
+
+def auto_mode(store: ModelStore, hr: bool = False) -> str:
+    """What ``scratch="auto"`` runs with ``store``: ``"auto"`` (detect, then repair or not),
+    or ``"quality"`` when the store is a declared model set without the scratch networks (the
+    bundled set ships none: its trained detector did not measurably help)."""
+    scratch_roles = ["scratch_detector", "mapping_hr" if hr else "mapping_scratch"]
+    if getattr(store, "declared", False) and store.missing(scratch_roles) \
+            and not store.missing(required_roles("quality")):
+        return "quality"
+    return "auto"
 
 
 def required_roles(mode: str, *, faces: bool = False, face_size: int = 256) -> list[str]:
@@ -284,6 +302,10 @@ class ModelStore:
                                   else scan_models_dir(self.root))
         #: the output tone this set asks for (:mod:`oldphoto_core.stages.tone`)
         self.tone = listed.tone if listed is not None else "reference"
+        #: a model set with a manifest names its networks: what it lacks it does not offer
+        #: (``scratch="auto"`` then runs what it has), unlike a folder of published files
+        #: missing some (an error that lists them)
+        self.declared = listed is not None
         self._loaded: dict[str, ModelDescriptor] = {}
         #: which set this is, for log lines ("checkpoints in models", BUNDLED_LABEL ...)
         self.label = f"checkpoints in {self.root}"
@@ -308,6 +330,7 @@ class ModelStore:
         store._loaded = {}
         store.label = "chosen files"
         store.tone = "reference"
+        store.declared = False
         return store
 
     def missing(self, roles: list[str]) -> list[str]:
@@ -321,9 +344,10 @@ class ModelStore:
         if self.label == BUNDLED_LABEL:
             raise MissingModelsError(
                 f"the {BUNDLED_LABEL} model set has no "
-                f"{', '.join(ROLES[r].title for r in missing)}: it covers the quality and "
-                "scratch restoration only. For --hr and faces, fetch the published weights "
-                "with `oldphoto models download` (or put them in ./models or $OLDPHOTO_MODELS).")
+                f"{', '.join(ROLES[r].title for r in missing)}: it covers "
+                f"{covered_modes(self)} only. For the other modes (scratch repair, --hr, "
+                "faces), fetch the published weights with `oldphoto models download` (or put "
+                "them in ./models or $OLDPHOTO_MODELS).")
         lines = [f"missing checkpoint files in {self.root.resolve()}:"]
         for r in missing:
             lines.append(f"  - {ROLES[r].title}: put it at "

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .errors import InputError
 from .io.resample import pil_resize, round_to_multiple
-from .models import ModelStore, required_roles, resolve_models
+from .models import ModelStore, auto_mode, required_roles, resolve_models
 from .runtime.checks import check_images
 from .runtime.memory import check_fits
 from .runtime.numerics import PRECISIONS, use_precision
@@ -120,6 +120,7 @@ class Restorer:
             raise InputError(f"max_megapixels must be positive, got {max_megapixels!r}")
         self.max_megapixels, self.check_memory = max_megapixels, check_memory
         self._detectors: dict[str, object] = {}
+        self._said_no_scratch = False
 
     def _tile(self, image: torch.Tensor) -> bool:
         return self._tiles(image.shape[-2] * image.shape[-1])
@@ -165,9 +166,21 @@ class Restorer:
                                                        insightface_root=self.insightface_root)
         return self._detectors[kind]
 
+    def scratch_mode(self, scratch: str, hr: bool = False) -> str:
+        """``scratch`` as it will run: ``"auto"`` becomes ``"off"`` with a model set that
+        declares no scratch networks (:func:`~oldphoto_core.models.auto_mode`)."""
+        if scratch == "auto" and auto_mode(self.store, hr) == "quality":
+            if not self._said_no_scratch:
+                log.info("oldphoto: %s has no scratch detector: scratch='auto' runs the "
+                         "quality path", self.store.label)
+                self._said_no_scratch = True
+            return "off"
+        return scratch
+
     def check_models(self, scratch: str = "auto", hr: bool = False, faces: bool = False,
                      face_size: int = 256) -> None:
         """Raise a message naming every missing checkpoint for this configuration."""
+        scratch = self.scratch_mode(scratch, hr)
         self.store.require(required_roles(_mode_name(scratch, hr), faces=faces,
                                           face_size=face_size))
 
@@ -201,6 +214,7 @@ class Restorer:
         if face_size not in (256, 512):
             raise InputError(f"face_size must be 256 or 512, got {face_size}")
         check_images(images)
+        scratch = self.scratch_mode(scratch, hr)
         self.check_models(scratch, hr, faces != "off", face_size)
         self.check_fits(tuple(images.shape[-2:]), scratch=scratch, hr=hr, faces=faces != "off")
         if faces == "off":

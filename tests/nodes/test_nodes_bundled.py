@@ -62,3 +62,20 @@ def test_a_folder_with_checkpoints_is_never_mixed_with_the_bundled_set(use_model
     monkeypatch.setenv("OLDPHOTO_MODELS", str(use_models))
     _, _, info = NODE.restore(images, "off", False, "off", "auto", "oldphoto")
     assert {item["models"] for item in json.loads(info)} == {"checkpoints in oldphoto"}
+
+
+def test_auto_runs_the_quality_path_with_a_set_without_scratch_networks(tiny_bundled_set,
+                                                                        images):
+    """The shipped bundled set has no detector: 'auto' restores through the quality path (the
+    core Restorer does the same), 'on' names what is missing."""
+    folder = next(iter(tiny_bundled_set.values())).parent
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for role in ("scratch_detector", "mapping_scratch", "vae_b_scratch"):
+        manifest["roles"].pop(role)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    _, _, info = NODE.restore(images, "auto", False, "off", "auto", BUNDLED_LABEL)
+    assert {item["mode"] for item in json.loads(info)} == {"quality"}
+    from oldphoto_core import Restorer
+    assert Restorer().restore(images.permute(0, 3, 1, 2)).mode == "quality"
+    with pytest.raises(InputError, match="covers the quality restoration only"):
+        NODE.restore(images, "on", False, "off", "auto", BUNDLED_LABEL)
