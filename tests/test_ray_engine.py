@@ -98,40 +98,6 @@ def test_a_worker_that_dies_is_replaced_and_its_photo_retried(cluster, photos, m
                                                       ("a.png", "b.png", "crash.png", "gray.png")}
 
 
-class CrashAlways(RestoreWorker):
-    """Kills its worker process every time it meets ``crash.png`` (a photo that always runs
-    out of memory)."""
-
-    def __call__(self, batch):
-        if any(Path(str(p)).name == "crash.png" for p in batch["input"]):
-            os._exit(1)
-        return super().__call__(batch)
-
-
-def test_a_photo_that_always_kills_its_worker_fails_alone(cluster, photos, models, tmp_path,
-                                                          monkeypatch):
-    """All photos in one block: the block dies twice, then its photos go one by one, and only
-    the culprit is recorded as failed; the others are restored (those written by the lost
-    attempts count as restored, not skipped)."""
-    import cloudpickle
-
-    import oldphoto_core.cli.ray_engine as engine
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    monkeypatch.setattr(engine, "BLOCKS_PER_WORKER", 1)
-    args = build_parser().parse_args(["restore", str(photos), "-o", str(tmp_path / "o"),
-                                      "--models", str(models), "--device", "cpu",
-                                      "--faces", "off", "--workers", "1"])
-    (tmp_path / "o").mkdir()
-    jobs = [(p, tmp_path / "o" / f"{p.stem}.png") for p in sorted(photos.glob("*.png"))
-            if p.name != "broken.png"]
-    assert engine.block_photos(len(jobs), 1, 1) == len(jobs)     # one block of four
-    rows = {Path(r.input).name: r for r in restore_rows(args, jobs, worker_cls=CrashAlways)}
-    assert {n: r.status for n, r in rows.items()} == {
-        "a.png": "restored", "b.png": "restored", "crash.png": "failed", "gray.png": "restored"}
-    assert "died 2 times" in rows["crash.png"].error
-    assert not (tmp_path / "o" / "crash.png").exists()
-
-
 def test_blocks_are_sized_for_balance_and_a_flat_driver():
     from oldphoto_core.cli.ray_engine import MAX_BLOCK_PHOTOS, block_photos
     assert block_photos(100, 2, 1) == 7                  # ~8 blocks per worker
