@@ -24,6 +24,7 @@ from oldphoto_core.models import (
     BUNDLED_LABEL,
     ROLES,
     ModelStore,
+    auto_mode,
     bundled_files,
     bundled_manifest,
     covered_modes,
@@ -307,7 +308,9 @@ class OldPhotoRestore:
         if scratch != "auto" or any(_ROLE_INPUT[r] in given for r in needed):
             return scratch
         files, label, _ = _files(choice)
-        if label == BUNDLED_LABEL and not needed <= files.keys():
+        store = ModelStore.from_files(files)
+        store.declared = label == BUNDLED_LABEL  # a set that names its networks
+        if auto_mode(store, hr) == "quality":  # the core's rule (Restorer.scratch_mode)
             log.info("oldphoto: %s has no scratch detector: scratch='auto' runs the quality "
                      "path", BUNDLED_LABEL)
             return "off"
