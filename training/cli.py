@@ -84,6 +84,11 @@ def _common(stage_defaults: argparse.ArgumentParser) -> None:
     g.add_argument("--color-augment", action="store_true",
                    help="permute each crop's colour channels at random, so that a few photos "
                         "show six times as many colours (grey photos are unchanged)")
+    g.add_argument("--damage-scale", choices=("photo", "crop"), default="photo",
+                   help="pixel scale of the synthetic scratches, dust and cracks: 'photo' damages "
+                        "each crop as a part of its whole photo (as restoration meets them); "
+                        "'crop' as a photo the size of the crop (thinner, fainter defects: "
+                        "what runs before this option trained on) (default %(default)s)")
     g.add_argument("--max-side", type=int, default=0,
                    help="downscale photos whose long side exceeds this before cropping; "
                         "0 = crop at the photo's own resolution, as the reference "

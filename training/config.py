@@ -54,6 +54,7 @@ class TrainConfig:
     small: str = "upscale"
     max_side: int = 0
     color_augment: bool = False
+    damage_scale: str = "photo"
     # stage options
     variant: str | None = None
     old: Path | None = None
@@ -123,6 +124,9 @@ class TrainConfig:
                               f"{self.stage}, got {self.crop}")
         if self.small not in ("upscale", "skip"):
             raise ConfigError(f"--small must be 'upscale' or 'skip', got {self.small!r}")
+        if self.damage_scale not in ("photo", "crop"):
+            raise ConfigError(f"--damage-scale must be 'photo' or 'crop', got "
+                              f"{self.damage_scale!r}")
         if self.max_side and self.max_side < self.crop:
             raise ConfigError(f"--max-side ({self.max_side}) must be 0 or >= --crop "
                               f"({self.crop})")

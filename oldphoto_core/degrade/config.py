@@ -6,7 +6,8 @@ procedural textures it does not specify. Units:
 
 * ``*_255`` values are on the 0..255 scale of 8-bit images (as the paper states them);
 * pixel sizes of textures (widths, radii, feathering, elastic amplitude) are pixels of an image
-  whose short side is ``reference_size`` (512); they scale with the image's short side;
+  whose short side is ``reference_size`` (512); they scale with the image's short side, or with
+  ``texture_scale`` when it is set (a crop damaged at the pixel scale of its whole photo);
 * lengths of scratches, cracks and holes are fractions of the image's short side;
 * dust densities are specks per ``reference_size``² pixels;
 * integer ranges are inclusive at both ends, float ranges draw uniformly in ``[lo, hi]``.
@@ -97,7 +98,18 @@ class DegradeConfig:
         mask_threshold: a pixel is in the mask when the structured layer changed some channel by
             more than this (0..1 scale; 0.04 ≈ 10/255, about what is visible on a print) and a
             texture or hole was actually drawn there.
+        mask_visible_threshold: None (default): the mask is the structured layer's change,
+            whatever follows. A number: keep only the pixels where the damage still changes
+            the finished image by more than this (0..1 scale) against the same global and
+            unstructured steps over the undamaged print; damage that blur, noise or JPEG
+            hid is left out. For training a detector (it cannot learn what it cannot see).
+            Costs a second pass of steps 3-4.
         reference_size: the short side (px) at which texture pixel sizes are given.
+        texture_scale: pixels of the image per pixel at ``reference_size``; None (default)
+            takes the image's short side / ``reference_size``. Set it when the image is a crop
+            of a larger photo: a 128 px crop of a 512 px photo is otherwise damaged as a whole
+            128 px photo, with scratches, dust and cracks a quarter as wide (most under one
+            pixel, then lost in the blur that follows).
     """
 
     unstructured_ops: tuple[str, ...] = UNSTRUCTURED_OPS
@@ -151,7 +163,9 @@ class DegradeConfig:
     global_blur_sigma: tuple[float, float] = (0.3, 1.2)
 
     mask_threshold: float = 0.04
+    mask_visible_threshold: float | None = None
     reference_size: int = 512
+    texture_scale: float | None = None
 
     def __post_init__(self) -> None:
         # Normalise sequences to tuples (from_dict hands lists) before validating.
@@ -264,9 +278,17 @@ def _validate(cfg: DegradeConfig) -> None:
     if not (_is_number(cfg.mask_threshold) and 0.0 <= cfg.mask_threshold < 1.0):
         raise InputError("DegradeConfig.mask_threshold: expected a number in [0, 1), "
                          f"found {cfg.mask_threshold!r}")
+    v = cfg.mask_visible_threshold
+    if v is not None and not (_is_number(v) and 0.0 <= v < 1.0):
+        raise InputError("DegradeConfig.mask_visible_threshold: expected None or a number in "
+                         f"[0, 1), found {v!r}")
     r = cfg.reference_size
     if not (isinstance(r, int) and not isinstance(r, bool) and r >= 16):
         raise InputError(f"DegradeConfig.reference_size: expected an int >= 16, found {r!r}")
+    t = cfg.texture_scale
+    if t is not None and not (_is_number(t) and 1e-3 <= t <= 1e3):
+        raise InputError("DegradeConfig.texture_scale: expected None or a number in "
+                         f"[0.001, 1000], found {t!r}")
 
 
 #: The paper's defaults (a frozen instance, safe as a default argument).

@@ -11,6 +11,11 @@ Per batch item, in this order (paper §4.2, plus the ageing the paper gets from 
 4. unstructured damage: noise, Gaussian blur, JPEG, colour jitter, box blur in random order,
    each dropped with ``config.op_drop_prob``.
 
+With ``config.mask_visible_threshold`` set, the mask then keeps only the pixels where the
+damage still shows after steps 3-4 (the same steps over the undamaged print differ there by
+more than that threshold): scratches a heavy blur or noise has hidden leave it, as no detector
+can find them.
+
 Randomness: item ``i`` draws everything on the CPU from streams seeded by
 ``(seed, index_offset + i, stream)`` (see :mod:`._random`), so items are independent, results
 do not depend on the batch they are in, and the same seed gives the same bytes on one device.
@@ -158,26 +163,38 @@ def _degrade_item(image: Tensor, seed: int, index: int,
     damaged, mask = _apply_structured(aged, layers, hole_alpha if params["holes"] else None,
                                       paper, tone, blends, config.mask_threshold)
     params["mask_threshold"] = config.mask_threshold
-    params["mask_fraction"] = int(mask.sum()) / mask.numel()  # exact: same on every device
 
-    # 3. Global old look (not in the mask).
+    # 3. Global old look and 4. unstructured damage (not in the mask).
+    out = _finish(damaged, seed, index, config, params).clamp_(0.0, 1.0)
+    if config.mask_visible_threshold is not None and bool(mask.any()):
+        # The same finish (same random streams) over the undamaged print: what differs is
+        # what the structured damage still shows after blur, noise and JPEG.
+        plain = _finish(aged, seed, index, config, {}).clamp_(0.0, 1.0)
+        shown = (out - plain).abs().amax(dim=1, keepdim=True) > config.mask_visible_threshold
+        mask = mask & shown
+    params["mask_fraction"] = int(mask.sum()) / mask.numel()  # exact: same on every device
+    return out, mask, params
+
+
+def _finish(image: Tensor, seed: int, index: int, config: DegradeConfig,
+            params: dict[str, Any]) -> Tensor:
+    """Steps 3 and 4 on ``image`` ``[1, C, H, W]``, drawing from their own streams (so two
+    calls draw the same grain, blur and noise); what was drawn goes into ``params``."""
+    c = image.shape[1]
     rng = item_rng(seed, index, Stream.GLOBAL)
     grain_sigma, grain_size = uniform(rng, config.grain_sigma_255), uniform(rng, config.grain_size)
     blur_on = bernoulli(rng, config.global_blur_prob)
     blur_sigma = uniform(rng, config.global_blur_sigma)
     params["grain"] = {"sigma_255": grain_sigma, "size": grain_size}
     params["global_blur"] = {"applied": blur_on, "sigma": blur_sigma}
-    out = damaged
+    out = image
     if grain_sigma > 0:
         out = film_grain(out, grain_sigma, grain_size, rng)
     if blur_on and blur_sigma > 0:
         out = soft_blur(out, blur_sigma)
-
-    # 4. Unstructured damage.
     plan = sample_unstructured(item_rng(seed, index, Stream.UNSTRUCTURED), config, c)
-    out = apply_unstructured(out, plan, item_rng(seed, index, Stream.UNSTRUCTURED_NOISE))
     params["unstructured"] = plan
-    return out.clamp_(0.0, 1.0), mask, params
+    return apply_unstructured(out, plan, item_rng(seed, index, Stream.UNSTRUCTURED_NOISE))
 
 
 def _apply_structured(aged: Tensor, layers: np.ndarray | None, hole_alpha: np.ndarray | None,

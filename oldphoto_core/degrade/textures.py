@@ -38,7 +38,10 @@ _HOLE_VERTICES = 96  # vertices of a hole's outline
 
 
 def texture_scale(height: int, width: int, config: DegradeConfig) -> float:
-    """Pixels of this image per pixel of an image with short side ``config.reference_size``."""
+    """Pixels of this image per pixel of an image with short side ``config.reference_size``
+    (``config.texture_scale`` when set: the image is a crop of a photo of that scale)."""
+    if config.texture_scale is not None:
+        return float(config.texture_scale)
     return min(height, width) / config.reference_size
 
 

@@ -70,6 +70,8 @@ def test_replace_validates():
     ({"blend_modes": ("multiply",)}, "blend_modes"),
     ({"blend_modes": ()}, "blend_modes: expected at least one"),
     ({"blend_opacity": (0.5, 1.5)}, "blend_opacity"),
+    ({"mask_visible_threshold": -0.1}, "mask_visible_threshold"),
+    ({"texture_scale": 0.0}, "texture_scale"),
     ({"mask_threshold": 1.0}, "mask_threshold"),
     ({"reference_size": 8}, "reference_size"),
 ])

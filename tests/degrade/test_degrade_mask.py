@@ -85,3 +85,37 @@ def test_threshold_controls_the_mask(photo, heavy_damage):
     assert torch.equal(loose.image, strict.image)  # the threshold changes only the mask
     assert strict.mask.sum() < loose.mask.sum()
     assert (strict.mask <= loose.mask).all()
+
+
+def test_visible_mask_drops_the_damage_that_blur_and_noise_hide(photo, heavy_damage):
+    """``mask_visible_threshold`` changes only the mask: it keeps the drawn pixels where the
+    finished image still differs from the same finish over the undamaged print. Without any
+    step after the damage, that is the drawn mask itself; under a heavy blur it is a strict
+    subset of it."""
+    img = photo(height=80, width=80)
+    plain = degrade(img, seed=4, config=heavy_damage)
+    visible = degrade(img, seed=4, config=heavy_damage.replace(mask_visible_threshold=0.04))
+    assert torch.equal(plain.image, visible.image) and torch.equal(plain.mask, visible.mask)
+
+    blurred = heavy_damage.replace(unstructured_ops=("gaussian_blur", "noise"), op_drop_prob=0.0,
+                                   gaussian_blur_sigma=(5.0, 5.0), gaussian_blur_kernels=(7,))
+    drawn = degrade(img, seed=4, config=blurred)
+    seen = degrade(img, seed=4, config=blurred.replace(mask_visible_threshold=0.04))
+    assert torch.equal(drawn.image, seen.image)
+    assert (seen.mask <= drawn.mask).all() and 0 < seen.mask.sum() < drawn.mask.sum()
+    assert seen.params[0]["mask_fraction"] == pytest.approx(seen.mask.mean().item())
+
+
+def test_texture_scale_draws_a_crop_at_its_photos_scale(photo, heavy_damage):
+    """``texture_scale`` stands in for the image's own short side / reference size: set to
+    that value it changes nothing; set to the scale of a 512 px photo, a 64 px crop gets
+    defects four times as wide, so more of it is damaged."""
+    img = photo(height=64, width=64)
+    own = degrade(img, seed=5, config=heavy_damage)
+    same = degrade(img, seed=5, config=heavy_damage.replace(texture_scale=64 / 512))
+    assert torch.equal(own.image, same.image) and torch.equal(own.mask, same.mask)
+    wide = degrade(img, seed=5, config=heavy_damage.replace(
+        texture_scale=1.0, hole_count=(0, 0), dust_density=(0.0, 0.0)))
+    thin = degrade(img, seed=5, config=heavy_damage.replace(hole_count=(0, 0),
+                                                            dust_density=(0.0, 0.0)))
+    assert wide.mask.sum() > 2 * thin.mask.sum()

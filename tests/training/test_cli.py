@@ -9,7 +9,7 @@ from training.config import PUBLISHED_WIDTH, STAGES
 
 COMMON = ("--data", "--out", "--steps", "--batch", "--crop", "--width", "--lr", "--seed",
           "--device", "--resume", "--init", "--log-every", "--sample-every", "--save-every",
-          "--stop-after", "--workers", "--small", "--max-side")
+          "--stop-after", "--workers", "--small", "--max-side", "--damage-scale")
 STAGE_FLAGS = {
     "vae_clean": ("--variant", "--kl-weight", "--l1-weight", "--fm-weight", "--vgg19"),
     "vae_old": ("--old", "--kl-weight", "--l1-weight", "--latent-gan-weight", "--vgg19"),

@@ -99,6 +99,29 @@ def test_color_augment_permutes_the_channels_of_the_same_crop(photos):
     assert len(orders) > 3  # several of the six orders occur
 
 
+def test_crops_are_damaged_at_their_photos_scale_with_masks_of_what_shows(photos):
+    """A crop carries its photo's short side (the defects' pixel scale; none with
+    ``photo_scale=False``), and the detector's targets are the drawn damage that still shows
+    in the finished crop: a subset of the full recipe's mask for the same draw."""
+    from training.data.damage import FULL, damage
+    from training.data.order import Stream, sample_rng, sample_seed
+    scan = scan_images(photos, crop=32)
+    source = PhotoSource(scan.entries, crop=32)
+    own = PhotoSource(scan.entries, crop=32, photo_scale=False)
+    a, side = source.crop_to_damage(2, 0, np.random.default_rng(1))
+    b, none = own.crop_to_damage(2, 0, np.random.default_rng(1))
+    assert torch.equal(a, b) and none is None and side == min(source.load(2, 0).shape[1:]) > 32
+    detector = DetectorSet(source, None, 0.0, seed=3, crop=32)
+    fewer = 0
+    for k in range(4):
+        clean, side = source.crop_to_damage(k, 3, sample_rng(3, Stream.CROP, k))
+        _, drawn = damage(clean, sample_seed(3, Stream.DAMAGE, k), FULL, side)
+        seen = detector[k]["mask"]
+        assert (seen <= drawn).all()
+        fewer += int(seen.sum() < drawn.sum())
+    assert fewer > 0
+
+
 def test_scratch_pairs_paint_the_mask_white_and_hr_dilates_it(photos):
     scan = scan_images(photos, crop=32)
     src = PhotoSource(scan.entries, crop=32)

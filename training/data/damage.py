@@ -11,12 +11,17 @@ from oldphoto_core.degrade import DEFAULT_CONFIG, DegradeConfig, degrade
 from oldphoto_core.stages.restore import paint_holes
 from oldphoto_core.stages.scratch import dilate_mask
 
-__all__ = ["FULL", "UNSTRUCTURED_ONLY", "damage", "paint_damaged", "shrink_and_restore",
+__all__ = ["FULL", "DETECTABLE", "UNSTRUCTURED_ONLY", "damage", "paint_damaged", "shrink_and_restore",
            "HR_MASK_DILATION"]
 
 #: Everything of the paper's recipe: ageing, structured defects (with their mask), grain,
 #: unstructured damage.
 FULL = DEFAULT_CONFIG
+#: The full recipe with the mask cut to the damage that still shows in the finished image
+#: (``mask_visible_threshold``): the detector's targets, and the masks the scratch and hr
+#: mappings see, as the detector gives them at restoration. Under a heavy blur or noise a
+#: quarter to half of the drawn scratch pixels vanish; as targets they only teach guessing.
+DETECTABLE = FULL.replace(mask_visible_threshold=FULL.mask_threshold)
 #: The same without structured defects: the quality mapping's and the face model's inputs
 #: (the reference trains ``mapping_quality`` without holes; faces reach the face model after
 #: the global restoration removed the scratches).
@@ -28,12 +33,18 @@ UNSTRUCTURED_ONLY = DEFAULT_CONFIG.replace(
 HR_MASK_DILATION = 3
 
 
-def damage(clean: torch.Tensor, seed: int,
-           config: DegradeConfig = FULL) -> tuple[torch.Tensor, torch.Tensor]:
+def damage(clean: torch.Tensor, seed: int, config: DegradeConfig = FULL,
+           photo_side: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Damage one crop.
+
+    ``photo_side``: the short side of the photo the crop was cut from; defects are then drawn
+    at that photo's pixel scale (``texture_scale``), as restoring the whole photo meets them.
+    Without it, the crop is damaged as a whole photo of its own size.
 
     Shape: ``[3, H, W]`` in [0, 1] -> (``[3, H, W]`` in [0, 1], mask ``[1, H, W]`` in {0, 1}).
     """
+    if photo_side is not None:
+        config = config.replace(texture_scale=photo_side / config.reference_size)
     out = degrade(clean[None], seed=seed, config=config)
     return out.image[0], out.mask[0]
 

@@ -26,6 +26,7 @@ from oldphoto_core.stages.scratch import luma
 
 from ..errors import DataError
 from .damage import (
+    DETECTABLE,
     FULL,
     HR_MASK_DILATION,
     UNSTRUCTURED_ONLY,
@@ -94,8 +95,8 @@ class OldSet(SampleSet):
         self.source, self.old = source, old
 
     def make(self, k: int, seed: int) -> dict[str, torch.Tensor]:
-        clean = self.source.crop(k, seed, sample_rng(seed, Stream.CROP, k))
-        synthetic, _ = damage(clean, sample_seed(seed, Stream.DAMAGE, k), FULL)
+        clean, side = self.source.crop_to_damage(k, seed, sample_rng(seed, Stream.CROP, k))
+        synthetic, _ = damage(clean, sample_seed(seed, Stream.DAMAGE, k), FULL, side)
         item = {"synthetic": signed(synthetic)}
         if self.old is not None:
             old_seed = seed + Stream.OLD
@@ -111,9 +112,9 @@ class MappingSet(SampleSet):
         self.source, self.variant = source, variant
 
     def make(self, k: int, seed: int) -> dict[str, torch.Tensor]:
-        clean = self.source.crop(k, seed, sample_rng(seed, Stream.CROP, k))
-        config = UNSTRUCTURED_ONLY if self.variant == "quality" else FULL
-        damaged, mask = damage(clean, sample_seed(seed, Stream.DAMAGE, k), config)
+        clean, side = self.source.crop_to_damage(k, seed, sample_rng(seed, Stream.CROP, k))
+        config = UNSTRUCTURED_ONLY if self.variant == "quality" else DETECTABLE
+        damaged, mask = damage(clean, sample_seed(seed, Stream.DAMAGE, k), config, side)
         item = {"clean": signed(clean)}
         if self.variant == "quality":
             item["degraded"] = signed(damaged)
@@ -153,8 +154,8 @@ class DetectorSet(SampleSet):
             image, mask = self._pair(k, seed, rng)
         else:
             assert self.source is not None
-            clean = self.source.crop(k, seed, rng)
-            image, mask = damage(clean, sample_seed(seed, Stream.DAMAGE, k), FULL)
+            clean, side = self.source.crop_to_damage(k, seed, rng)
+            image, mask = damage(clean, sample_seed(seed, Stream.DAMAGE, k), DETECTABLE, side)
         return {"image": signed(luma(image[None])[0]), "mask": mask}
 
     def _pair(self, k: int, seed: int, rng: np.random.Generator

@@ -41,15 +41,19 @@ class PhotoSource:
         color_augment: permute each crop's colour channels at random (one of the six orders):
             a few photos then show the networks six times as many colours, e.g. the greens a
             folder of red and blue photos lacks. Grey photos are unchanged.
+        photo_scale: :meth:`crop_to_damage` gives the pixel scale of the whole photo, so that
+            synthetic defects on a crop are as wide as on the photo (False: as on a photo the
+            size of the crop; runs made before this option was added).
     """
 
     def __init__(self, entries: list[ImageEntry], *, crop: int, max_side: int = 0,
-                 color_augment: bool = False) -> None:
+                 color_augment: bool = False, photo_scale: bool = True) -> None:
         if not entries:
             raise DataError("no photos to draw from")
         self.entries = list(entries)
         self.crop_size, self.max_side = crop, max_side
         self.color_augment = color_augment
+        self.photo_scale = photo_scale
         self._perm: tuple[tuple[int, int], np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -81,8 +85,15 @@ class PhotoSource:
     def crop(self, k: int, seed: int, rng: np.random.Generator) -> torch.Tensor:
         """A random ``[3, crop, crop]`` crop of sample ``k`` (mirrored with probability 1/2;
         with ``color_augment``, its channels in a random order)."""
+        return self.crop_to_damage(k, seed, rng)[0]
+
+    def crop_to_damage(self, k: int, seed: int, rng: np.random.Generator
+                       ) -> tuple[torch.Tensor, int | None]:
+        """:meth:`crop`, and the short side of the photo (as fitted) it was cut from, the
+        pixel scale :func:`~training.data.damage.damage` draws defects at (None without
+        ``photo_scale``: the crop's own)."""
         img = self.load(k, seed)
         out = apply_box(img, random_box(img.shape[1], img.shape[2], self.crop_size, rng))
         if self.color_augment:
             out = out[list(_CHANNEL_ORDERS[int(rng.integers(0, len(_CHANNEL_ORDERS)))])]
-        return out
+        return out, (min(img.shape[1], img.shape[2]) if self.photo_scale else None)

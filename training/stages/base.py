@@ -132,7 +132,8 @@ def photo_source(cfg: TrainConfig, root: Path, log: RunLog, what: str = "photos"
     scan = scan_images(root, crop=cfg.crop, small=cfg.small, report=log.once, what=what)
     log(f"{len(scan)} {what} in {root}")
     return PhotoSource(scan.entries, crop=cfg.crop, max_side=cfg.max_side,
-                       color_augment=cfg.color_augment)
+                       color_augment=cfg.color_augment,
+                       photo_scale=cfg.damage_scale == "photo")
 
 
 def perceptual_or_none(cfg: TrainConfig, log: RunLog, device: torch.device
