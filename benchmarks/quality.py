@@ -12,6 +12,10 @@ Per photo x seed, and on average, it prints:
   1.5, ``padding="valid"`` so borders are not scored against reflected pixels) on RGB in 0..1;
 * the scratch detector's ROC AUC (its probability map at the input's resolution against the
   ground-truth defect mask of ``degrade``) and F1 of its mask at the restoration's threshold;
+  and both against the *visible* part of that mask (``DegradeConfig.mask_visible_threshold``:
+  the drawn damage that still shows after the blur, noise and JPEG drawn for the row). No
+  detector can find the rest, which caps the first AUC: when a quarter of the mask is hidden,
+  a detector that is perfect on what shows scores about 0.875;
 * whether the restoration beat the baseline in PSNR, and on how many of the rows it did.
 
 Synthetic damage is only a proxy for real ageing, so ``--samples DIR`` also restores real old
@@ -49,7 +53,7 @@ from PIL import Image, ImageDraw
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from oldphoto_core.degrade import degrade  # noqa: E402
+from oldphoto_core.degrade import DEFAULT_CONFIG, degrade  # noqa: E402
 from oldphoto_core.io.images import IMAGE_SUFFIXES, read_image  # noqa: E402
 from oldphoto_core.io.resample import pil_resize  # noqa: E402
 from oldphoto_core.loading import load_model  # noqa: E402
@@ -66,6 +70,8 @@ NLM_PARAMS = (10, 10, 7, 21)
 #: ``cv2.inpaint(..., inpaintRadius, cv2.INPAINT_TELEA)``: a 3 px neighbourhood, the usual
 #: choice for thin scratches (the detected mask is not dilated, as the restoration's is not).
 INPAINT_RADIUS = 3
+#: ``degrade``'s recipe with the mask cut to the damage that still shows (same image).
+VISIBLE = DEFAULT_CONFIG.replace(mask_visible_threshold=DEFAULT_CONFIG.mask_threshold)
 LABEL_BAR = 14  # px above each tile for its label (PIL's default font)
 
 
@@ -174,7 +180,8 @@ def evaluate_pair(clean: np.ndarray, seed: int, restorer: Restorer, *,
 
     Returns:
         JSON-ready numbers (``damaged_psnr/ssim``, ``restored_psnr/ssim``,
-        ``baseline_psnr/ssim``, ``auc``, ``f1``, ``gt_mask_fraction``,
+        ``baseline_psnr/ssim``, ``auc``, ``f1``, ``auc_visible``, ``f1_visible``,
+        ``gt_mask_fraction``, ``visible_mask_fraction``,
         ``detected_mask_fraction`` (at the threshold), ``used_mask_fraction`` (what the
         restoration and the baseline use: zero when the detection covers everything),
         ``mode``, ``beats_baseline``, ``mask_agrees`` (whether :func:`detect` reproduced the
@@ -183,6 +190,7 @@ def evaluate_pair(clean: np.ndarray, seed: int, restorer: Restorer, *,
     """
     clean_t = to_tensor(clean)
     damage = degrade(clean_t, seed=seed)
+    shown = degrade(clean_t, seed=seed, config=VISIBLE).mask[0, 0].numpy() > 0.5
     damaged = to_u8(damage.image)  # a scan of the damaged print is 8-bit
     damaged_t = to_tensor(damaged)
     t0 = time.perf_counter()
@@ -201,7 +209,9 @@ def evaluate_pair(clean: np.ndarray, seed: int, restorer: Restorer, *,
         row[f"{name}_psnr"], row[f"{name}_ssim"] = psnr_ssim(img, clean_t)
     row.update(
         auc=roc_auc(truth, prob.numpy()), f1=f1(truth, found),
-        gt_mask_fraction=float(truth.mean()), detected_mask_fraction=float(found.mean()),
+        auc_visible=roc_auc(shown, prob.numpy()), f1_visible=f1(shown, found),
+        gt_mask_fraction=float(truth.mean()), visible_mask_fraction=float(shown.mean()),
+        detected_mask_fraction=float(found.mean()),
         used_mask_fraction=float(mask.mean()),
         beats_baseline=row["restored_psnr"] > row["baseline_psnr"],
         mask_agrees=(None if restorer.scratch_mode(scratch) == "off"
@@ -240,10 +250,11 @@ def contact_sheet(rows: list[list[tuple[np.ndarray, str]]], pad: int = 6) -> Ima
 
 # -- command line ----------------------------------------------------------------------------
 METRICS = ("damaged_psnr", "damaged_ssim", "restored_psnr", "restored_ssim", "baseline_psnr",
-           "baseline_ssim", "auc", "f1", "gt_mask_fraction", "detected_mask_fraction",
-           "used_mask_fraction")
+           "baseline_ssim", "auc", "f1", "auc_visible", "f1_visible", "gt_mask_fraction",
+           "visible_mask_fraction", "detected_mask_fraction", "used_mask_fraction")
 HEADER = (f"{'photo':<13}{'seed':>4} {'mode':<8}{'dmg dB':>7}{'SSIM':>6}{'res dB':>7}{'SSIM':>6}"
-          f"{'base dB':>8}{'SSIM':>6}{'AUC':>6}{'F1':>6}{'gt%':>6}{'det%':>6}  beat")
+          f"{'base dB':>8}{'SSIM':>6}{'AUC':>6}{'F1':>6}{'AUCv':>6}{'F1v':>6}{'gt%':>6}"
+          f"{'vis%':>6}{'det%':>6}  beat")
 
 
 def table_line(start: str, r: dict) -> str:
@@ -251,8 +262,10 @@ def table_line(start: str, r: dict) -> str:
     beat = {True: "yes", False: "no"}.get(r.get("beats_baseline"), "")
     return (f"{start} {r['mode']:<8}{r['damaged_psnr']:7.2f}{r['damaged_ssim']:6.3f}"
             f"{r['restored_psnr']:7.2f}{r['restored_ssim']:6.3f}{r['baseline_psnr']:8.2f}"
-            f"{r['baseline_ssim']:6.3f}{r['auc']:6.3f}{r['f1']:6.3f}"
-            f"{100 * r['gt_mask_fraction']:6.1f}{100 * r['detected_mask_fraction']:6.1f}  {beat}")
+            f"{r['baseline_ssim']:6.3f}{r['auc']:6.3f}{r['f1']:6.3f}{r['auc_visible']:6.3f}"
+            f"{r['f1_visible']:6.3f}{100 * r['gt_mask_fraction']:6.1f}"
+            f"{100 * r['visible_mask_fraction']:6.1f}{100 * r['detected_mask_fraction']:6.1f}"
+            f"  {beat}")
 
 
 def _nanmean(values: list[float]) -> float:

@@ -77,6 +77,9 @@ def test_evaluate_pair_tiny(tiny_bundled_set, quality):
         assert -1 <= row[f"{name}_ssim"] <= 1, name
     assert 0 <= row["auc"] <= 1
     assert math.isnan(row["f1"]) or 0 <= row["f1"] <= 1
+    assert 0 < row["visible_mask_fraction"] <= row["gt_mask_fraction"]
+    assert 0 <= row["auc_visible"] <= 1
+    assert math.isnan(row["f1_visible"]) or 0 <= row["f1_visible"] <= 1
     for key in ("detected_mask_fraction", "used_mask_fraction"):
         assert 0 <= row[key] <= 1
     assert row["beats_baseline"] == (row["restored_psnr"] > row["baseline_psnr"])
