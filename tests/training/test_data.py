@@ -101,9 +101,12 @@ def test_color_augment_permutes_the_channels_of_the_same_crop(photos):
 
 def test_crops_are_damaged_at_their_photos_scale_with_masks_of_what_shows(photos):
     """A crop carries its photo's short side (the defects' pixel scale; none with
-    ``photo_scale=False``), and the detector's targets are the drawn damage that still shows
-    in the finished crop: a subset of the full recipe's mask for the same draw."""
+    ``photo_scale=False``). The detector's crops cover what ``crop`` pixels of the photo
+    brought to the detector's short side show, and their targets are the drawn damage that
+    still shows: a subset of the full recipe's mask for the same draw."""
+    from oldphoto_core.stages.scratch import DETECTOR_SHORT_SIDE
     from training.data.damage import FULL, damage
+    from training.data.datasets import to_detector_scale
     from training.data.order import Stream, sample_rng, sample_seed
     scan = scan_images(photos, crop=32)
     source = PhotoSource(scan.entries, crop=32)
@@ -111,13 +114,18 @@ def test_crops_are_damaged_at_their_photos_scale_with_masks_of_what_shows(photos
     a, side = source.crop_to_damage(2, 0, np.random.default_rng(1))
     b, none = own.crop_to_damage(2, 0, np.random.default_rng(1))
     assert torch.equal(a, b) and none is None and side == min(source.load(2, 0).shape[1:]) > 32
+    region, _ = source.crop_to_damage(2, 0, np.random.default_rng(1), seen_at=16)
+    assert region.shape[-1] == side  # 32 px at a short side of 16: the whole short side
     detector = DetectorSet(source, None, 0.0, seed=3, crop=32)
     fewer = 0
     for k in range(4):
-        clean, side = source.crop_to_damage(k, 3, sample_rng(3, Stream.CROP, k))
-        _, drawn = damage(clean, sample_seed(3, Stream.DAMAGE, k), FULL, side)
+        clean, side = source.crop_to_damage(k, 3, sample_rng(3, Stream.CROP, k),
+                                            seen_at=DETECTOR_SHORT_SIDE)
+        assert clean.shape[-1] == max(16, round(32 * side / DETECTOR_SHORT_SIDE))
+        damaged, drawn = damage(clean, sample_seed(3, Stream.DAMAGE, k), FULL, side)
+        _, drawn = to_detector_scale(damaged, drawn, 32)
         seen = detector[k]["mask"]
-        assert (seen <= drawn).all()
+        assert seen.shape == (1, 32, 32) and (seen <= drawn).all()
         fewer += int(seen.sum() < drawn.sum())
     assert fewer > 0
 

@@ -21,8 +21,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+import torch.nn.functional as F
+
+from oldphoto_core.degrade import MIN_SIZE
 from oldphoto_core.errors import InputError
-from oldphoto_core.stages.scratch import luma
+from oldphoto_core.stages.scratch import DETECTOR_SHORT_SIDE, luma
 
 from ..errors import DataError
 from .damage import (
@@ -125,8 +128,27 @@ class MappingSet(SampleSet):
         return item
 
 
+def to_detector_scale(image: torch.Tensor, mask: torch.Tensor, side: int
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resize a damaged region and its mask to ``side`` x ``side`` as restoration brings a
+    photo to the detector (bilinear, no antialiasing: :func:`~oldphoto_core.stages.scratch.
+    scratch_probability`); a mask pixel is damaged when at least half its area was.
+
+    Shape: ``[3, S, S]``, ``[1, S, S]`` -> ``[3, side, side]``, ``[1, side, side]``.
+    """
+    if image.shape[-1] == side:
+        return image, mask
+    image = F.interpolate(image[None], (side, side), mode="bilinear", align_corners=False)[0]
+    mask = (F.interpolate(mask[None], (side, side), mode="area")[0] >= 0.5).to(mask.dtype)
+    return image, mask
+
+
 class DetectorSet(SampleSet):
     """(luma of a damaged crop, its defect mask), from ``degrade`` or from real labelled pairs.
+
+    The restoration runs the detector on whole photos brought to a short side of 256
+    (``DETECTOR_SHORT_SIDE``), so each crop shows what ``crop`` pixels of that view show: a
+    region of ``crop x short / 256`` photo pixels, damaged at the photo's scale, then resized.
 
     Args:
         source: clean photos to damage.
@@ -154,8 +176,9 @@ class DetectorSet(SampleSet):
             image, mask = self._pair(k, seed, rng)
         else:
             assert self.source is not None
-            clean, side = self.source.crop_to_damage(k, seed, rng)
+            clean, side = self.source.crop_to_damage(k, seed, rng, seen_at=DETECTOR_SHORT_SIDE)
             image, mask = damage(clean, sample_seed(seed, Stream.DAMAGE, k), DETECTABLE, side)
+            image, mask = to_detector_scale(image, mask, self.crop)
         return {"image": signed(luma(image[None])[0]), "mask": mask}
 
     def _pair(self, k: int, seed: int, rng: np.random.Generator
@@ -174,8 +197,11 @@ class DetectorSet(SampleSet):
         else:
             raise DataError("none of the labelled pairs could be decoded")
         mask = resize_mask(mask, image.shape[-2:])
-        box = random_box(image.shape[1], image.shape[2], self.crop, rng)
-        return apply_box(image, box), (apply_box(mask, box) > 0.5).float()
+        short = min(image.shape[1], image.shape[2])
+        size = min(short, max(MIN_SIZE, round(self.crop * short / DETECTOR_SHORT_SIDE)))
+        box = random_box(image.shape[1], image.shape[2], size, rng)
+        return to_detector_scale(apply_box(image, box), (apply_box(mask, box) > 0.5).float(),
+                                 self.crop)
 
 
 class FaceSet(SampleSet):

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import torch
 
+from oldphoto_core.degrade import MIN_SIZE
 from oldphoto_core.errors import InputError
 
 from ..errors import DataError
@@ -87,13 +88,23 @@ class PhotoSource:
         with ``color_augment``, its channels in a random order)."""
         return self.crop_to_damage(k, seed, rng)[0]
 
-    def crop_to_damage(self, k: int, seed: int, rng: np.random.Generator
-                       ) -> tuple[torch.Tensor, int | None]:
+    def crop_to_damage(self, k: int, seed: int, rng: np.random.Generator,
+                       seen_at: int | None = None) -> tuple[torch.Tensor, int | None]:
         """:meth:`crop`, and the short side of the photo (as fitted) it was cut from, the
         pixel scale :func:`~training.data.damage.damage` draws defects at (None without
-        ``photo_scale``: the crop's own)."""
+        ``photo_scale``: the crop's own).
+
+        ``seen_at``: the short side the consumer resizes whole photos to (the detector's
+        256): the crop then covers the region that becomes ``crop`` pixels there, ``crop x
+        short / seen_at`` pixels of the photo (at most its short side), for the caller to
+        damage at the photo's scale and then resize as the consumer would (at least
+        ``degrade``'s smallest size, 16).
+        """
         img = self.load(k, seed)
-        out = apply_box(img, random_box(img.shape[1], img.shape[2], self.crop_size, rng))
+        short = min(img.shape[1], img.shape[2])
+        size = self.crop_size if seen_at is None else min(
+            short, max(MIN_SIZE, round(self.crop_size * short / seen_at)))
+        out = apply_box(img, random_box(img.shape[1], img.shape[2], size, rng))
         if self.color_augment:
             out = out[list(_CHANNEL_ORDERS[int(rng.integers(0, len(_CHANNEL_ORDERS)))])]
-        return out, (min(img.shape[1], img.shape[2]) if self.photo_scale else None)
+        return out, (short if self.photo_scale else None)
