@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +24,11 @@ from oldphoto_core.cli.ray_engine import RestoreWorker, restore_rows  # noqa: E4
 def cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    # ray.data before any test runs: pytest then attaches its log capture to the
+    # non-propagating ray.data logger, and the records it keeps hold failed tasks' errors
+    # (and, through them, their actors) as an application's handler may; whatever the
+    # test order, the engine must not depend on their release
+    importlib.import_module("ray.data")
     yield
     ray.shutdown()
 
@@ -96,6 +103,57 @@ def test_a_worker_that_dies_is_replaced_and_its_photo_retried(cluster, photos, m
     assert (photos / "crash.crashed").exists()              # it did die once
     assert {n: r.status for n, r in rows.items()} == {n: "restored" for n in
                                                       ("a.png", "b.png", "crash.png", "gray.png")}
+
+
+class CrashAlways(RestoreWorker):
+    """Kills its worker process every time it meets ``crash.png`` (a photo that always runs
+    out of memory)."""
+
+    def __call__(self, batch):
+        if any(Path(str(p)).name == "crash.png" for p in batch["input"]):
+            os._exit(1)
+        return super().__call__(batch)
+
+
+def _give_up(signum, frame):
+    raise TimeoutError("the job did not end")
+
+
+def test_a_photo_that_always_kills_its_worker_fails_alone(cluster, photos, models, tmp_path,
+                                                          monkeypatch, capsys):
+    """All photos in one block: the block dies twice, then its photos go one by one, and only
+    the culprit is recorded as failed; the others are restored (those written by the lost
+    attempts count as restored, not skipped). The job ends, with its summary and status 1:
+    the second pass no longer waits forever for the CPUs of the first pass's worker, which Ray
+    restarted after its last death (the engine ends each pass's workers)."""
+    import functools
+
+    import cloudpickle
+
+    import oldphoto_core.cli.ray_engine as engine
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(engine, "BLOCKS_PER_WORKER", 1)
+    monkeypatch.setattr(engine, "restore_rows",
+                        functools.partial(engine.restore_rows, worker_cls=CrashAlways))
+    (photos / "broken.png").unlink()
+    assert engine.block_photos(4, 1, 1) == 4                 # one block of four
+    out = tmp_path / "o"
+    previous = signal.signal(signal.SIGALRM, _give_up)
+    signal.alarm(150)                  # a failure, not a hung suite (it takes ~25 s on 2 CPUs)
+    try:
+        status = main(["restore", str(photos), "-o", str(out), "--models", str(models),
+                       "--device", "cpu", "--faces", "off", "--engine", "ray", "--workers", "1"])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert status == 1
+    report = capsys.readouterr().out
+    assert "restored 3, skipped 0" in report and "failed 1" in report
+    rows = {Path(k).name: r for k, r in last_rows(out / "manifest.jsonl").items()}
+    assert {n: r["status"] for n, r in rows.items()} == {
+        "a.png": "restored", "b.png": "restored", "crash.png": "failed", "gray.png": "restored"}
+    assert "died 2 times" in rows["crash.png"]["error"]
+    assert not (out / "crash.png").exists()
 
 
 def test_blocks_are_sized_for_balance_and_a_flat_driver():

@@ -8,18 +8,22 @@ and runs exactly what the local engine runs for a photo
 handling are the same. Results come back as manifest rows, which the driver
 writes to ``OUT/manifest.jsonl`` as they arrive.
 
-Failures are data: a photo that raises becomes a ``failed`` row. A worker that dies (out of
-memory, killed) is restarted by Ray and its task retried once; a photo that kills its worker
-twice is recorded as failed, and the job goes on.
+Failures are data: a photo that raises becomes a ``failed`` row (a worker never raises, so
+a block that does not come back was lost with its worker). A worker that dies (out of memory,
+killed) is restarted by Ray and its task retried once; a photo that kills its worker twice is
+recorded as failed, and the job goes on.
 
 The driver's memory stays flat as archives grow: Ray Data keeps about 7 KB of bookkeeping per
 *block* in the driver (measured: 10,000 one-photo blocks cost 67 MB), so the photos travel in
 blocks of up to :data:`MAX_BLOCK_PHOTOS` (about eight per worker for load balance), and the
 driver remembers which photos came back in one byte each, not their rows. A block whose worker
 died twice is not given up wholesale: its photos that did not come back go through a second
-pass one photo per block, which pins the failure on the photo that causes it. Outputs that an
+pass one photo per block, and one task per worker at a time (a task queued on a worker that
+dies loses an attempt too), which pins the failure on the photo that causes it. Outputs that an
 attempt lost with its worker had already written are recognised by their time (written after
-the run started) and recorded as restored, not as skipped.
+the run started) and recorded as restored, not as skipped. Each pass ends its workers when
+it ends (:class:`PassWorkers`): the second pass would otherwise wait, forever, for the CPUs of
+a worker that Ray restarted after its last death.
 
 Importing :mod:`oldphoto_core` never imports Ray; this module is loaded only for
 ``--engine ray`` (``pip install "oldphoto[ray]"``).
@@ -29,10 +33,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import os
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,7 +51,8 @@ from .remote_paths import is_uri
 
 __all__ = ["RestoreWorker", "run_jobs", "restore_rows", "restore_dataset", "restore_options"]
 
-#: Attempts per photo: the first and one retry after its worker died.
+#: Attempts per photo: the first and one retry after its worker died (Ray's
+#: ``max_task_retries`` is ``ATTEMPTS - 1``; the failed row's error quotes this number).
 ATTEMPTS = 2
 #: Most photos in one Ray Data block (see the module's docstring).
 MAX_BLOCK_PHOTOS = 1000
@@ -81,18 +88,10 @@ class RestoreWorker:
         self.restorer = build_restorer(self.args)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        from .restore import restore_job
         out: dict[str, list] = {k: [] for k in ("index", "input", "output", "status", "error",
                                                 "mode", "width", "height", "seconds")}
         for index, src, dst in zip(batch["index"], batch["input"], batch["output"], strict=True):
-            src, dst = str(src), str(dst)
-            exists = remote_paths.uri_exists(dst) if is_uri(dst) else Path(dst).exists()
-            if exists and not self.args.overwrite:
-                row = self._existing(src, dst)
-            elif is_uri(src) or is_uri(dst):
-                row = self._remote(src, dst)
-            else:
-                row, _ = restore_job(self.restorer, self.args, Path(src), Path(dst))
+            row = self._one(str(src), str(dst))
             out["index"].append(int(index))
             out["input"].append(row.input)
             out["output"].append(row.output)
@@ -103,6 +102,20 @@ class RestoreWorker:
             out["height"].append(row.size[1] if row.size else -1)
             out["seconds"].append(row.seconds if row.seconds is not None else -1.0)
         return out
+
+    def _one(self, src: str, dst: str) -> ManifestRow:
+        """One photo's row, whatever goes wrong: an exception here would fail the whole block,
+        which the driver could not tell from a worker's death (see the module's docstring)."""
+        from .restore import describe_failure, restore_job
+        try:
+            exists = remote_paths.uri_exists(dst) if is_uri(dst) else Path(dst).exists()
+            if exists and not self.args.overwrite:
+                return self._existing(src, dst)
+            if is_uri(src) or is_uri(dst):
+                return self._remote(src, dst)
+            return restore_job(self.restorer, self.args, Path(src), Path(dst))[0]
+        except Exception as exc:  # e.g. an output folder that cannot be read
+            return ManifestRow(src, dst, "failed", error=describe_failure(exc))
 
     def _existing(self, src: str, dst: str) -> ManifestRow:
         """An output that exists: skipped, unless an attempt of this run that died with its
@@ -173,7 +186,8 @@ def restore_rows(args: argparse.Namespace, jobs: list[tuple[Path, Path]], *,
                  for i in indices]
         blocks = -(-len(items) // photos_per_block)
         for rec in _pass(ray, items, blocks, worker_cls, options, workers, per_task,
-                         cpus // workers, args.gpus_per_worker):
+                         cpus // workers, args.gpus_per_worker,
+                         one_by_one=photos_per_block == 1):
             come_back[int(rec["index"])] = 1
             yield _row(rec)
         del items
@@ -184,22 +198,70 @@ def restore_rows(args: argparse.Namespace, jobs: list[tuple[Path, Path]], *,
                                     "(out of memory? --max-megapixels lowers the need)")
 
 
+class PassWorkers:
+    """The actors of one pass, named so that the pass can end them when it ends.
+
+    Why: Ray Data lets go of a pool's actor only by dropping its handle, never with
+    ``ray.kill`` (``_release_running_actor`` in Ray 2.60), and ``max_restarts=-1`` (which Ray
+    Data needs: it never replaces a dead actor in a pool) has Ray restart an actor once more
+    after its last death. A task that failed keeps that actor's handle: its ``DataOpTask``
+    holds the error, whose traceback refers back to the task and, through its done-callback,
+    to the handle; Ray Data also logs the error with its traceback, and a handler that keeps
+    records (pytest's log capture, attached to the non-propagating ``ray.data`` logger)
+    keeps the handle as long as it keeps the record. Until then the restarted actor holds
+    its CPUs and GPUs idle, and the next pass, asking for the same ones, waits forever.
+    """
+
+    def __init__(self) -> None:
+        self._prefix = f"oldphoto-{uuid.uuid4().hex[:12]}-"
+        self._count = itertools.count()
+        self.names: list[str] = []
+
+    def remote_args(self) -> dict[str, Any]:
+        """Ray Data calls this before it starts each actor (``ray_remote_args_fn``)."""
+        name = f"{self._prefix}{next(self._count)}"
+        self.names.append(name)
+        return {"name": name}
+
+    def end(self, ray: Any) -> None:
+        """Kill the pass's actors that are still there, without restart."""
+        for name in self.names:
+            try:
+                handle = ray.get_actor(name)
+            except ValueError:  # already gone (released without a failed task)
+                continue
+            ray.kill(handle, no_restart=True)
+
+
 def _pass(ray: Any, items: list[dict[str, Any]], blocks: int, worker_cls: type,
-          options: dict[str, Any], workers: int, per_task: int, cpus: int,
-          gpus: float) -> Iterator[dict[str, Any]]:
-    """One Ray Data pass over ``items`` in ``blocks`` blocks; yields the result records."""
+          options: dict[str, Any], workers: int, per_task: int, cpus: int, gpus: float, *,
+          one_by_one: bool = False) -> Iterator[dict[str, Any]]:
+    """One Ray Data pass over ``items`` in ``blocks`` blocks; yields the result records. Its
+    actors are ended when it ends (:class:`PassWorkers`).
+
+    ``one_by_one``: at most one task in flight per actor. Ray Data otherwise queues a second
+    task on a busy actor; when that actor dies, the queued task fails with it and spends an
+    attempt, and an innocent photo queued behind the culprit twice would be recorded as failed.
+    """
     from ray.data import ActorPoolStrategy
     ds = ray.data.from_items(items, override_num_blocks=max(1, blocks))
+    actors = PassWorkers()
     with warnings.catch_warnings():
         # Ray Data retries a dead actor's task forever by default; a bounded retry is only
         # expressible through the remote args, which Ray 2.60 marks deprecated (removal
-        # planned for 2.64, hence the extra's upper bound) without a named replacement yet
+        # planned for 2.64, hence the extra's upper bound) without a named replacement yet;
+        # the same goes for ray_remote_args_fn, which names each actor
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
         results = ds.map_batches(
             worker_cls, fn_constructor_kwargs={"options": options}, batch_size=per_task,
-            compute=ActorPoolStrategy(size=workers), num_gpus=gpus or None,
-            num_cpus=max(1, cpus), max_restarts=-1, max_task_retries=ATTEMPTS - 1)
-    yield from results.iter_rows()
+            compute=ActorPoolStrategy(size=workers,
+                                      max_tasks_in_flight_per_actor=1 if one_by_one else None),
+            num_gpus=gpus or None, num_cpus=max(1, cpus), max_restarts=-1,
+            max_task_retries=ATTEMPTS - 1, ray_remote_args_fn=actors.remote_args)
+    try:
+        yield from results.iter_rows()
+    finally:
+        actors.end(ray)
 
 
 def run_jobs(args: argparse.Namespace, jobs: list[tuple[Path, Path]],

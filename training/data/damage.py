@@ -11,8 +11,8 @@ from oldphoto_core.degrade import DEFAULT_CONFIG, DegradeConfig, degrade
 from oldphoto_core.stages.restore import paint_holes
 from oldphoto_core.stages.scratch import dilate_mask
 
-__all__ = ["FULL", "DETECTABLE", "UNSTRUCTURED_ONLY", "damage", "paint_damaged", "shrink_and_restore",
-           "HR_MASK_DILATION"]
+__all__ = ["FULL", "DETECTABLE", "UNSTRUCTURED_ONLY", "damage", "paint_damaged",
+           "shrink_and_restore", "HR_MASK_DILATION"]
 
 #: Everything of the paper's recipe: ageing, structured defects (with their mask), grain,
 #: unstructured damage.

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
-
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
 from oldphoto_core.degrade import MIN_SIZE
 from oldphoto_core.errors import InputError
