@@ -23,11 +23,13 @@ from oldphoto_core.errors import InputError
 from oldphoto_core.models import (
     BUNDLED_LABEL,
     ROLES,
+    ModelSetManifest,
     ModelStore,
     auto_mode,
     bundled_files,
     bundled_manifest,
     covered_modes,
+    quality_reason,
     required_roles,
     scan_models_dir,
 )
@@ -128,8 +130,9 @@ def _signature(roots: list[str]) -> tuple:
     return tuple(sorted(sig))
 
 
-def _files(choice: str) -> tuple[dict[str, Path], str, str]:
-    """``(role -> file, which set, its output tone)`` for a models folder choice.
+def _files(choice: str) -> tuple[dict[str, Path], str, ModelSetManifest | None]:
+    """``(role -> file, which set, its manifest)`` for a models folder choice (the manifest
+    carries the set's settings: output tone, detector threshold, auto policy).
 
     As :func:`oldphoto_core.models.resolve_models`: the folders' checkpoints when they hold any
     (then strictly: a missing file is an error, never filled in from another set), else the
@@ -137,9 +140,8 @@ def _files(choice: str) -> tuple[dict[str, Path], str, str]:
     """
     if choice == BUNDLED_LABEL or (not (found := _scan(choice)) and bundled_files()):
         manifest = bundled_manifest()
-        return ((manifest.files, BUNDLED_LABEL, manifest.tone) if manifest
-                else ({}, BUNDLED_LABEL, "reference"))
-    return found, f"checkpoints in {choice}", "reference"
+        return (manifest.files if manifest else {}), BUNDLED_LABEL, manifest
+    return found, f"checkpoints in {choice}", None
 
 
 def _scan(choice: str) -> dict[str, Path]:
@@ -302,17 +304,18 @@ class OldPhotoRestore:
 
     @staticmethod
     def _scratch_mode(scratch: str, hr: bool, given: dict, choice: str) -> str:
-        """As :meth:`oldphoto_core.Restorer.scratch_mode`: ``"auto"`` with the bundled set,
-        which has no scratch networks, runs the quality path (unless a loader brings them)."""
+        """As :meth:`oldphoto_core.Restorer.scratch_mode`: ``"auto"`` with the bundled set
+        runs the quality path when the set says so (unless a loader brings the scratch
+        networks)."""
         needed = {"scratch_detector", "mapping_hr" if hr else "mapping_scratch"}
         if scratch != "auto" or any(_ROLE_INPUT[r] in given for r in needed):
             return scratch
-        files, label, _ = _files(choice)
+        files, label, manifest = _files(choice)
         store = ModelStore.from_files(files)
-        store.declared = label == BUNDLED_LABEL  # a set that names its networks
+        store.adopt(manifest)  # a set that names its networks, and its settings
         if auto_mode(store, hr) == "quality":  # the core's rule (Restorer.scratch_mode)
-            log.info("oldphoto: %s has no scratch detector: scratch='auto' runs the quality "
-                     "path", BUNDLED_LABEL)
+            log.info("oldphoto: scratch='auto' runs the quality path with %s (%s)", label,
+                     quality_reason(store))
             return "off"
         return scratch
 
@@ -331,7 +334,8 @@ class OldPhotoRestore:
                 store.put(role, handle.descriptor)
                 continue
             if files is None:
-                files, store.label, store.tone = _files(choice)
+                files, store.label, manifest = _files(choice)
+                store.adopt(manifest)
                 log.info("oldphoto: %s uses %s", OldPhotoRestore.DISPLAY_NAME, store.label)
             if role in files:
                 nets[role] = load_path_cached(files[role], ROLES[role].arch)

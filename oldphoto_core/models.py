@@ -27,7 +27,7 @@ __all__ = ["Role", "ROLES", "ModelStore", "MissingModelsError", "default_models_
            "required_roles", "scan_models_dir", "BUNDLED_LABEL", "bundled_dir", "bundled_files",
            "bundled_manifest",
            "manifest_files", "read_manifest", "ModelSetManifest", "candidate_dirs",
-           "resolve_models", "auto_mode"]
+           "resolve_models", "auto_mode", "quality_reason"]
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
 
@@ -77,13 +77,20 @@ def covered_modes(store: ModelStore) -> str:
 
 def auto_mode(store: ModelStore, hr: bool = False) -> str:
     """What ``scratch="auto"`` runs with ``store``: ``"auto"`` (detect, then repair or not),
-    or ``"quality"`` when the store is a declared model set without the scratch networks (the
-    bundled set ships none: its trained detector did not measurably help)."""
+    or ``"quality"`` when the store is a declared model set that has the quality networks and
+    either lacks the scratch ones or says its scratch path does not help (``auto_scratch``)."""
     scratch_roles = ["scratch_detector", "mapping_hr" if hr else "mapping_scratch"]
-    if getattr(store, "declared", False) and store.missing(scratch_roles) \
-            and not store.missing(required_roles("quality")):
+    if getattr(store, "declared", False) and not store.missing(required_roles("quality")) \
+            and (store.missing(scratch_roles) or not getattr(store, "auto_scratch", True)):
         return "quality"
     return "auto"
+
+
+def quality_reason(store: ModelStore) -> str:
+    """Why :func:`auto_mode` chose the quality path for ``store``, for a log line."""
+    if getattr(store, "auto_scratch", True):
+        return "the set has no scratch networks"
+    return "the set's card measured its scratch path no better than its quality path"
 
 
 def required_roles(mode: str, *, faces: bool = False, face_size: int = 256) -> list[str]:
@@ -130,17 +137,26 @@ class ModelSetManifest:
             name could say.
         tone: how restorations with this set set their output tone
             (:mod:`oldphoto_core.stages.tone`): ``"reference"`` unless the set says otherwise.
+        scratch_threshold: the probability at which this set's detector calls a pixel a
+            scratch (None: the reference's 0.4). A detector trained with class-balanced
+            weights, as the paper's, reads high everywhere; its recipe picks the threshold of
+            best F1 on its training photos.
+        auto_scratch: whether ``scratch="auto"`` may take this set's scratch path (False: its
+            card measured it no better than the quality path; ``scratch="on"`` still runs it).
     """
 
     files: dict[str, Path]
     tone: str = "reference"
+    scratch_threshold: float | None = None
+    auto_scratch: bool = True
 
 
 def read_manifest(folder: Path) -> ModelSetManifest | None:
     """``folder/manifest.json``, or ``None`` when the folder has none.
 
     Raises:
-        CheckpointError: an unreadable manifest, one naming unknown roles or an unknown tone.
+        CheckpointError: an unreadable manifest, one naming unknown roles or an unknown tone,
+            a threshold outside (0, 1) or an ``auto_scratch`` that is not true or false.
     """
     manifest = folder / BUNDLED_MANIFEST
     if not manifest.is_file():
@@ -149,6 +165,8 @@ def read_manifest(folder: Path) -> ModelSetManifest | None:
         data = json.loads(manifest.read_text())
         files = {str(role): folder / str(name) for role, name in data["roles"].items()}
         tone = str(data.get("tone", "reference"))
+        threshold = data.get("scratch_threshold")
+        auto_scratch = data.get("auto_scratch", True)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{manifest}: not a model-set manifest ({exc})") from exc
     unknown = sorted(set(files) - set(ROLES))
@@ -156,7 +174,16 @@ def read_manifest(folder: Path) -> ModelSetManifest | None:
         raise CheckpointError(f"{manifest}: unknown roles {unknown}; known: {sorted(ROLES)}")
     if tone not in TONES:
         raise CheckpointError(f"{manifest}: unknown tone {tone!r}; known: {list(TONES)}")
-    return ModelSetManifest(files, tone)
+    if threshold is not None and not (isinstance(threshold, (int, float))
+                                      and not isinstance(threshold, bool)
+                                      and 0.0 < threshold < 1.0):
+        raise CheckpointError(f"{manifest}: scratch_threshold must be a number in (0, 1), "
+                              f"found {threshold!r}")
+    if not isinstance(auto_scratch, bool):
+        raise CheckpointError(f"{manifest}: auto_scratch must be true or false, found "
+                              f"{auto_scratch!r}")
+    return ModelSetManifest(files, tone, None if threshold is None else float(threshold),
+                            auto_scratch)
 
 
 def manifest_files(folder: Path) -> dict[str, Path] | None:
@@ -300,12 +327,7 @@ class ModelStore:
         listed = read_manifest(self.root) if self.root.is_dir() else None
         self.files, self.notes = ((listed.files, []) if listed is not None
                                   else scan_models_dir(self.root))
-        #: the output tone this set asks for (:mod:`oldphoto_core.stages.tone`)
-        self.tone = listed.tone if listed is not None else "reference"
-        #: a model set with a manifest names its networks: what it lacks it does not offer
-        #: (``scratch="auto"`` then runs what it has), unlike a folder of published files
-        #: missing some (an error that lists them)
-        self.declared = listed is not None
+        self.adopt(listed)
         self._loaded: dict[str, ModelDescriptor] = {}
         #: which set this is, for log lines ("checkpoints in models", BUNDLED_LABEL ...)
         self.label = f"checkpoints in {self.root}"
@@ -329,9 +351,22 @@ class ModelStore:
         store.notes = []
         store._loaded = {}
         store.label = "chosen files"
-        store.tone = "reference"
-        store.declared = False
+        store.adopt(None)
         return store
+
+    def adopt(self, manifest: ModelSetManifest | None) -> None:
+        """Take a model set's settings from its manifest (None: a folder of published files,
+        the reference's settings). Its files are not touched."""
+        #: the output tone this set asks for (:mod:`oldphoto_core.stages.tone`)
+        self.tone = manifest.tone if manifest is not None else "reference"
+        #: the detector threshold this set asks for (None: the reference's)
+        self.scratch_threshold = manifest.scratch_threshold if manifest is not None else None
+        #: whether ``scratch="auto"`` may take this set's scratch path
+        self.auto_scratch = manifest.auto_scratch if manifest is not None else True
+        #: a model set with a manifest names its networks: what it lacks it does not offer
+        #: (``scratch="auto"`` then runs what it has), unlike a folder of published files
+        #: missing some (an error that lists them)
+        self.declared = manifest is not None
 
     def missing(self, roles: list[str]) -> list[str]:
         return [r for r in roles if r not in self.files]

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .errors import InputError
 from .io.resample import pil_resize, round_to_multiple
-from .models import ModelStore, auto_mode, required_roles, resolve_models
+from .models import ModelStore, auto_mode, quality_reason, required_roles, resolve_models
 from .runtime.checks import check_images
 from .runtime.memory import check_fits
 from .runtime.numerics import PRECISIONS, use_precision
@@ -30,7 +30,7 @@ from .stages.restore import (
     map_latent,
     quality_working_size,
 )
-from .stages.scratch import dilate_mask, luma, scratch_probability
+from .stages.scratch import DEFAULT_THRESHOLD, dilate_mask, luma, scratch_probability
 from .stages.tone import TONES, apply_tone
 
 __all__ = ["Restorer", "RestoreResult", "SCRATCH_MODES", "FACE_MODES"]
@@ -74,7 +74,8 @@ class Restorer:
             or ``None``: the published checkpoints when found, else the bundled default set
             (:func:`~oldphoto_core.models.resolve_models`; ``self.store.label`` says which).
         device: where the networks run (``"cpu"``, ``"cuda"`` ...).
-        scratch_threshold: detector probability threshold (0.4, the reference's).
+        scratch_threshold: detector probability threshold; ``None``: what the model set asks
+            for (its manifest's ``scratch_threshold``), else 0.4, the reference's.
         auto_min_coverage: in ``scratch="auto"``, the share of scratch pixels from which the
             scratch path is taken (below it the photo goes through the quality path).
         tone: how the output's brightness, contrast and colour cast are set
@@ -97,14 +98,14 @@ class Restorer:
     """
 
     def __init__(self, models: ModelStore | str | None = None, *,
-                 device: torch.device | str = "cpu", scratch_threshold: float = 0.4,
+                 device: torch.device | str = "cpu", scratch_threshold: float | None = None,
                  auto_min_coverage: float = 0.001, tone: str = "auto",
                  insightface_root: str | None = None, tile: str = "auto",
                  tile_from_megapixels: float = 2.0, precision: str = "exact",
                  max_megapixels: float | None = None, check_memory: bool = True) -> None:
         self.store = models if isinstance(models, ModelStore) else resolve_models(
             models, device=device)
-        self.scratch_threshold = scratch_threshold
+        self._threshold = scratch_threshold
         self.auto_min_coverage = auto_min_coverage
         if tone not in ("auto", *TONES):
             raise InputError(f"tone must be 'auto' or one of {TONES}, got {tone!r}")
@@ -121,6 +122,15 @@ class Restorer:
         self.max_megapixels, self.check_memory = max_megapixels, check_memory
         self._detectors: dict[str, object] = {}
         self._said_no_scratch = False
+
+    @property
+    def scratch_threshold(self) -> float:
+        """The detector threshold in use: the one given, else the model set's, else 0.4
+        (read at each use: a host may hand this restorer another store)."""
+        if self._threshold is not None:
+            return self._threshold
+        set_threshold = getattr(self.store, "scratch_threshold", None)
+        return set_threshold if set_threshold is not None else DEFAULT_THRESHOLD
 
     def _tile(self, image: torch.Tensor) -> bool:
         return self._tiles(image.shape[-2] * image.shape[-1])
@@ -171,8 +181,8 @@ class Restorer:
         declares no scratch networks (:func:`~oldphoto_core.models.auto_mode`)."""
         if scratch == "auto" and auto_mode(self.store, hr) == "quality":
             if not self._said_no_scratch:
-                log.info("oldphoto: %s has no scratch detector: scratch='auto' runs the "
-                         "quality path", self.store.label)
+                log.info("oldphoto: scratch='auto' runs the quality path with %s (%s)",
+                         self.store.label, quality_reason(self.store))
                 self._said_no_scratch = True
             return "off"
         return scratch

@@ -108,6 +108,37 @@ def test_a_model_set_folder_is_read_from_its_manifest(tmp_path):
         ModelStore(tmp_path / "set")
 
 
+def test_a_sets_detector_threshold_and_auto_policy_come_from_its_manifest(tmp_path):
+    """A set's manifest may name its detector's threshold (a class-balanced detector reads
+    high) and keep ``scratch="auto"`` on the quality path; an explicit threshold wins, a
+    folder without a manifest keeps the reference's 0.4 and its auto path."""
+    from oldphoto_core.models import auto_mode
+    from oldphoto_core.pipeline import Restorer
+    model_sets = pytest.importorskip("model_sets")
+    model_sets.write_tiny_set(tmp_path / "set")
+    manifest = tmp_path / "set" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    store = ModelStore(tmp_path / "set")
+    assert (store.scratch_threshold, store.auto_scratch) == (None, True)
+    assert Restorer(store).scratch_threshold == 0.4 and auto_mode(store) == "auto"
+
+    manifest.write_text(json.dumps({**data, "scratch_threshold": 0.8, "auto_scratch": False}))
+    store = ModelStore(tmp_path / "set")
+    assert Restorer(store).scratch_threshold == 0.8
+    assert Restorer(store, scratch_threshold=0.5).scratch_threshold == 0.5
+    assert auto_mode(store) == "quality"
+    result = Restorer(store).restore(torch.rand(1, 3, 32, 32))   # scratch="auto"
+    assert result.mode == "quality"
+    assert Restorer(store).restore(torch.rand(1, 3, 32, 32), scratch="on").mode == "scratch"
+
+    for bad, what in (({"scratch_threshold": 1.5}, "scratch_threshold"),
+                      ({"scratch_threshold": True}, "scratch_threshold"),
+                      ({"auto_scratch": "no"}, "auto_scratch")):
+        manifest.write_text(json.dumps({**data, **bad}))
+        with pytest.raises(CheckpointError, match=what):
+            ModelStore(tmp_path / "set")
+
+
 def test_cli_says_which_set_it_used(tiny_bundled_set, capsys):
     write_image(Path("old.png"), torch.rand(1, 3, 40, 48))
     assert main(["restore", "old.png", "-o", "out"]) == 0
