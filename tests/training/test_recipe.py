@@ -28,7 +28,19 @@ def _toy(recipe: Recipe, **over) -> Recipe:
                 "sample_every": 0, "log_every": 1,
                 "width": 16 if s.stage == "mapping" else 8, **over.get(s.name, {})}
         steps.append(dataclasses.replace(s, options=opts))
-    return dataclasses.replace(recipe, steps=tuple(steps))
+    return dataclasses.replace(recipe, steps=tuple(steps), calibrate_max_side=64)
+
+
+def _shipping_scratch(recipe: Recipe) -> Recipe:
+    """``recipe`` with its detector and scratch mapping in the set (the default recipe trains
+    them but does not ship them) and ``scratch="auto"`` kept on the quality path: the
+    runner's calibration and auto policy at work."""
+    bundles = {"vae_clean": {"VAE_B.safetensors": ("vae_b_quality", "vae_b_scratch")},
+               "detector": {"scratch_detector.safetensors": ("scratch_detector",)},
+               "mapping_scratch": {"mapping_scratch.safetensors": ("mapping_scratch",)}}
+    steps = tuple(dataclasses.replace(s, bundled=bundles.get(s.name, s.bundled))
+                  for s in recipe.steps)
+    return dataclasses.replace(recipe, steps=steps, auto_scratch=False)
 
 
 def _weights(out: Path) -> dict[str, dict]:
@@ -47,7 +59,7 @@ def test_photos_are_licensed_and_held_out_ones_never_train():
 
 
 def test_recipe_trains_assembles_and_resumes_exactly(tmp_path):
-    toy = _toy(RECIPES["default"])
+    toy = _shipping_scratch(_toy(RECIPES["default"]))
     full = tmp_path / "full"
     models = run_recipe(toy, full, workers=0, log=lambda _: None)
     assert models == full / "models"
@@ -57,17 +69,25 @@ def test_recipe_trains_assembles_and_resumes_exactly(tmp_path):
     for p in PHOTOS:
         assert p.name in card and p.licence in card
     assert "python -m training recipe default" in card
-    # the set loads strictly and restores, read from its manifest
-    # (the trained detector and scratch mapping are not shipped: see recipes/default.py)
+    # the detector's threshold: the best F1 on the training photos, said in the card
+    from training.recipes.calibrate import THRESHOLDS
+    assert manifest["scratch_threshold"] in THRESHOLDS
+    assert f"threshold is {manifest['scratch_threshold']:.2f}" in card
+    # the set loads strictly and restores, read from its manifest, in both paths
     store = ModelStore(models)
-    assert set(store.files) == {"vae_a", "vae_b_quality", "mapping_quality"}
-    assert (full / "runs" / "detector").is_dir() and (full / "runs" / "mapping_scratch").is_dir()
-    res = Restorer(store).restore(torch.full((1, 3, 32, 32), 0.5))  # auto: the quality path
-    assert res.images.shape == (1, 3, 32, 32) and res.mode == "quality"
+    assert set(store.files) == {"vae_a", "vae_b_quality", "vae_b_scratch", "mapping_quality",
+                                "scratch_detector", "mapping_scratch"}
+    assert Restorer(store).scratch_threshold == manifest["scratch_threshold"]
+    assert manifest["auto_scratch"] is False and "takes the quality path" in card
+    assert Restorer(store).restore(torch.full((1, 3, 32, 32), 0.5)).mode == "quality"
+    for scratch in ("off", "on"):
+        res = Restorer(store).restore(torch.full((1, 3, 32, 32), 0.5), scratch=scratch)
+        assert res.images.shape == (1, 3, 32, 32)
+        assert res.mode == {"off": "quality", "on": "scratch"}[scratch]
 
     # interrupted after two steps of vae_old, then run again: the same weights, bit for bit
     parts = tmp_path / "parts"
-    stop = _toy(RECIPES["default"], vae_old={"stop_after": 2})
+    stop = _shipping_scratch(_toy(RECIPES["default"], vae_old={"stop_after": 2}))
     assert run_recipe(stop, parts, workers=0, log=lambda _: None) is None
     assert not (parts / "runs" / "detector").exists()  # later steps waited
     logs: list[str] = []

@@ -57,6 +57,16 @@ def write_card(path: Path, recipe: Recipe, out: Path, record: dict[str, Any],
                   "`manifest.json` asks for it; `oldphoto_core/stages/tone.py`): the VAEs' "
                   "encoders cannot see a photo's global brightness, contrast or fade, and a "
                   "small model guesses them badly, so the output takes the input's.", ""]
+    if "scratch_threshold" in record:
+        cal = record["scratch_threshold"]
+        lines += [f"The detector's threshold is {cal['threshold']:.2f} (the reference's 0.4 "
+                  "suits the published detector): the best F1 of its mask, "
+                  f"{cal['f1']:.3f}, on the training photos damaged at fixed seeds "
+                  "(`training/recipes/calibrate.py`).", ""]
+    if not recipe.auto_scratch:
+        lines += ["`scratch=\"auto\"` takes the quality path with this set (its manifest's "
+                  "`auto_scratch`): measured on the held-out photos, its scratch path does not "
+                  "restore better than its quality path; `--scratch on` runs it.", ""]
     lines += [
               "## Training data", "",
               "Photos that ship inside pip packages, read from the installed package folders "
@@ -71,8 +81,9 @@ def write_card(path: Path, recipe: Recipe, out: Path, record: dict[str, Any],
                      f"{photo.origin} | {photo.licence} | "
                      f"`{digests.get(photo.name, '?')[:16]}` |")
     lines += ["", "Crops, flips and the synthetic damage (`oldphoto_core.degrade`, the paper's "
-              "recipe; scratches with their true masks for the detector and the scratch "
-              "mapping) are drawn on the fly from the seed and the sample's position.", "",
+              "recipe; for the detector and the scratch mapping, scratches drawn at the "
+              "photo's scale with masks of the damage that still shows) are drawn on the fly "
+              "from the seed and the sample's position.", "",
               "## Training", "",
               "| step | stage | settings | training time |", "|---|---|---|---|", *timing, "",
               f"Total training time: {_minutes(total_seconds)} (the sum of the steps' logged "

@@ -60,12 +60,17 @@ class Step:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A model set's recipe: ``steps`` in order, and the output ``tone`` its manifest asks
-    restorations to use (:mod:`oldphoto_core.stages.tone`)."""
+    """A model set's recipe: ``steps`` in order, and the settings its manifest gives
+    restorations: the output ``tone`` (:mod:`oldphoto_core.stages.tone`) and whether
+    ``scratch="auto"`` may take the set's scratch path (``auto_scratch``). A set with a
+    detector also gets the detector threshold of best F1 on the training photos
+    (:mod:`.calibrate`, at long side ``calibrate_max_side``)."""
 
     name: str
     steps: tuple[Step, ...]
     tone: str = "reference"
+    auto_scratch: bool = True
+    calibrate_max_side: int = 512
 
 
 def _generator(out: Path, step: Step) -> Path:
@@ -215,9 +220,18 @@ def assemble(recipe: Recipe, out: Path, record: dict[str, Any]) -> Path:
             shutil.copyfile(src, models / name)
             roles.update({role: name for role in served})
             rows.append((step, name, served, src))
-    (models / MANIFEST).write_text(json.dumps(
-        {"set": recipe.name, "roles": dict(sorted(roles.items())), "tone": recipe.tone},
-        indent=2) + "\n")
+    manifest: dict[str, Any] = {"set": recipe.name, "roles": dict(sorted(roles.items())),
+                                "tone": recipe.tone}
+    if "scratch_detector" in roles:
+        from .calibrate import detector_threshold
+        threshold, f1 = detector_threshold(models / roles["scratch_detector"],
+                                           sorted((out / "data" / "train").iterdir()),
+                                           max_side=recipe.calibrate_max_side)
+        manifest["scratch_threshold"] = threshold
+        record["scratch_threshold"] = {"threshold": threshold, "f1": f1}
+    if not recipe.auto_scratch:
+        manifest["auto_scratch"] = False
+    (models / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     from .card import write_card
     write_card(models / CARD, recipe, out, record, rows)
     return models
