@@ -86,15 +86,22 @@ def test_recipe_trains_assembles_and_resumes_exactly(tmp_path):
         assert res.mode == {"off": "quality", "on": "scratch"}[scratch]
 
     # interrupted after two steps of vae_old, then run again: the same weights, bit for bit
+    # (the recipe's first three steps: the runner's skip-and-continue is what is tested, and
+    # the steps after them would only repeat it)
     parts = tmp_path / "parts"
+    first = dataclasses.replace(toy, steps=toy.steps[:3])
     stop = _shipping_scratch(_toy(RECIPES["default"], vae_old={"stop_after": 2}))
+    stop = dataclasses.replace(stop, steps=stop.steps[:3])
     assert run_recipe(stop, parts, workers=0, log=lambda _: None) is None
     assert not (parts / "runs" / "detector").exists()  # later steps waited
     logs: list[str] = []
-    assert run_recipe(toy, parts, workers=0, log=logs.append) == parts / "models"
+    assert run_recipe(first, parts, workers=0, log=logs.append) == parts / "models"
     assert any("[vae_clean] done" in line for line in logs)
     assert any("continuing at step 2" in line for line in logs)
-    assert _weights(parts) == _weights(full)
+    resumed = _weights(parts)
+    assert set(resumed) == {"VAE_A.safetensors", "VAE_B.safetensors",
+                            "scratch_detector.safetensors"}
+    assert resumed == {name: w for name, w in _weights(full).items() if name in resumed}
 
 
 def test_a_step_may_only_use_earlier_steps(tmp_path):
