@@ -45,17 +45,6 @@ def synthetic_store(synthetic_state_dicts) -> ModelStore:
 
 
 @pytest.fixture(scope="session")
-def synthetic_models_dir(tmp_path_factory, synthetic_state_dicts) -> Path:
-    """The synthetic weights written as the published files, in the published layout."""
-    root = tmp_path_factory.mktemp("models")
-    for role, sd in synthetic_state_dicts.items():
-        path = root / ROLES[role].published_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"model_state": sd} if role == "scratch_detector" else sd, path)
-    return root
-
-
-@pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory) -> Path:
     """Small random networks of the published architectures (width 8-16) in the published
     layout: the command line recognises them by content as it does the real files, and a

@@ -17,7 +17,7 @@ def _samples(parity: Path) -> Path:
 
 
 def test_restore_folder_resume_and_bad_file(tmp_path: Path, parity: Path,
-                                            synthetic_models_dir: Path, capsys) -> None:
+                                            tiny_models_dir: Path, capsys) -> None:
     src = tmp_path / "in"
     src.mkdir()
     shutil.copy(_samples(parity) / "old_w_scratch" / "b.png", src / "cracked.png")
@@ -25,7 +25,7 @@ def test_restore_folder_resume_and_bad_file(tmp_path: Path, parity: Path,
     Image.fromarray(gray).save(src / "gray.png")
     (src / "broken.png").write_text("not an image")
     out = tmp_path / "out"
-    args = [str(src), "-o", str(out), "--models", str(synthetic_models_dir), "--faces", "off",
+    args = [str(src), "-o", str(out), "--models", str(tiny_models_dir), "--faces", "off",
             "--device", "cpu"]
 
     assert main(["restore", *args]) == 1            # the broken file fails, the rest goes on
@@ -64,8 +64,8 @@ def test_missing_checkpoints_are_named(tmp_path: Path, capsys) -> None:
     assert "Traceback" not in err
 
 
-def test_unknown_input_is_reported(tmp_path: Path, synthetic_models_dir: Path, capsys) -> None:
+def test_unknown_input_is_reported(tmp_path: Path, tiny_models_dir: Path, capsys) -> None:
     code = main(["restore", str(tmp_path / "nope*.png"), "-o", str(tmp_path / "o"),
-                 "--models", str(synthetic_models_dir), "--faces", "off"])
+                 "--models", str(tiny_models_dir), "--faces", "off"])
     assert code == 1
     assert "matches no file" in capsys.readouterr().err
