@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from oldphoto_core.degrade import MIN_SIZE
 from oldphoto_core.errors import InputError
 from oldphoto_core.stages.scratch import DETECTOR_SHORT_SIDE, luma
 
@@ -42,8 +41,10 @@ from .images import (
     load_gray,
     load_rgb,
     random_box,
+    region_side,
     resize_mask,
     resize_square,
+    shrink_mask,
 )
 from .images import to_signed as signed
 from .order import Stream, sample_rng, sample_seed
@@ -138,8 +139,7 @@ def to_detector_scale(image: torch.Tensor, mask: torch.Tensor, side: int
     if image.shape[-1] == side:
         return image, mask
     image = F.interpolate(image[None], (side, side), mode="bilinear", align_corners=False)[0]
-    mask = (F.interpolate(mask[None], (side, side), mode="area")[0] >= 0.5).to(mask.dtype)
-    return image, mask
+    return image, shrink_mask(mask[None], (side, side))[0]
 
 
 class DetectorSet(SampleSet):
@@ -196,8 +196,7 @@ class DetectorSet(SampleSet):
         else:
             raise DataError("none of the labelled pairs could be decoded")
         mask = resize_mask(mask, image.shape[-2:])
-        short = min(image.shape[1], image.shape[2])
-        size = min(short, max(MIN_SIZE, round(self.crop * short / DETECTOR_SHORT_SIDE)))
+        size = region_side(self.crop, min(image.shape[1], image.shape[2]), DETECTOR_SHORT_SIDE)
         box = random_box(image.shape[1], image.shape[2], size, rng)
         return to_detector_scale(apply_box(image, box), (apply_box(mask, box) > 0.5).float(),
                                  self.crop)

@@ -13,10 +13,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from oldphoto_core.degrade import MIN_SIZE
 from oldphoto_core.io.images import read_image
 
 __all__ = ["CropBox", "load_rgb", "load_gray", "fit_for_crop", "random_box", "apply_box",
-           "to_signed", "resize_square", "resize_mask"]
+           "to_signed", "resize_square", "resize_mask", "shrink_mask", "region_side"]
 
 
 def load_rgb(path: str) -> torch.Tensor:
@@ -75,6 +76,21 @@ def resize_mask(mask: torch.Tensor, size) -> torch.Tensor:
     if tuple(mask.shape[-2:]) == tuple(size):
         return mask
     return F.interpolate(mask[None], size=tuple(size), mode="nearest")[0]
+
+
+def shrink_mask(mask: torch.Tensor, size) -> torch.Tensor:
+    """Resize a ``[B, 1, H, W]`` mask to ``size = (h, w)`` by area: a pixel is damaged when at
+    least half its area was (what a detector shown the resized photo can still see).
+
+    Returns the mask in ``mask``'s dtype, values 0 or 1."""
+    return (F.interpolate(mask, size=tuple(size), mode="area") >= 0.5).to(mask.dtype)
+
+
+def region_side(crop: int, short: int, seen_at: int) -> int:
+    """Side of the photo region that becomes ``crop`` pixels once the whole photo (short side
+    ``short``) is brought to a short side of ``seen_at``: ``crop x short / seen_at``, at most
+    the photo's short side and at least ``degrade``'s smallest size (16)."""
+    return min(short, max(MIN_SIZE, round(crop * short / seen_at)))
 
 
 def resize_square(x: torch.Tensor, side: int, mode: str = "bicubic") -> torch.Tensor:

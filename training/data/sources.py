@@ -8,12 +8,11 @@ import sys
 import numpy as np
 import torch
 
-from oldphoto_core.degrade import MIN_SIZE
 from oldphoto_core.errors import InputError
 
 from ..errors import DataError
 from .files import ImageEntry
-from .images import apply_box, fit_for_crop, load_rgb, random_box
+from .images import apply_box, fit_for_crop, load_rgb, random_box, region_side
 from .order import epoch_permutation
 
 __all__ = ["PhotoSource", "report_once"]
@@ -102,8 +101,8 @@ class PhotoSource:
         """
         img = self.load(k, seed)
         short = min(img.shape[1], img.shape[2])
-        size = self.crop_size if seen_at is None else min(
-            short, max(MIN_SIZE, round(self.crop_size * short / seen_at)))
+        size = (self.crop_size if seen_at is None
+                else region_side(self.crop_size, short, seen_at))
         out = apply_box(img, random_box(img.shape[1], img.shape[2], size, rng))
         if self.color_augment:
             out = out[list(_CHANNEL_ORDERS[int(rng.integers(0, len(_CHANNEL_ORDERS)))])]

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from oldphoto_core.degrade import degrade
 from oldphoto_core.io.resample import pil_resize
@@ -25,7 +24,7 @@ from oldphoto_core.loading import load_model
 from oldphoto_core.stages.scratch import scratch_probability
 
 from ..data.damage import DETECTABLE
-from ..data.images import load_rgb
+from ..data.images import load_rgb, shrink_mask
 
 __all__ = ["THRESHOLDS", "detector_threshold"]
 
@@ -60,7 +59,7 @@ def detector_threshold(detector: Path, photos: Sequence[Path], seeds: Sequence[i
             out = degrade(clean, seed=seed, config=DETECTABLE)
             damaged = out.image.mul(255).round().div(255)  # a scan of the damaged print
             prob = scratch_probability(damaged, net)
-            truth = F.interpolate(out.mask, prob.shape[-2:], mode="area").flatten() >= 0.5
+            truth = shrink_mask(out.mask, prob.shape[-2:]).flatten() > 0.5
             found = prob.flatten()[None] >= cuts
             counts[:, 0] += (found & truth).sum(1).numpy()
             counts[:, 1] += (found & ~truth).sum(1).numpy()
