@@ -130,22 +130,18 @@ class OldPhotoFaceEnhance:
         steps = Steps(faces.count)
         # the generator runs the faces in chunks sized to the device's free memory
         # (oldphoto_core.faces.faces_per_chunk); out of device memory, one face at a time
-        budget = None
         with models_on_device(model, memory_required=_FACE_BYTES * model.face_size**2,
                               precision=precision):
-            while True:
-                oom = False
+            for budget in (None, 1):  # MB; 1 is below one face: one face per chunk
                 try:
                     out = enhance_faces(faces.nested(), model.descriptor,
                                         memory_budget_mb=budget, progress=steps.absolute)
+                    break
                 except Exception as exc:
                     if budget is not None or not compat.is_out_of_memory(exc):
                         raise
-                    oom = True
-                if not oom:
-                    break
+                # retried here, after the failed attempt's tensors went with the exception
                 compat.soft_empty_cache()
-                budget = 1  # MB: below one face, so one face per chunk
                 log.warning("%s: out of device memory; enhancing one face at a time", node)
         return (faces.with_faces(out),)
 
