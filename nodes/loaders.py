@@ -23,7 +23,7 @@ import torch
 
 from oldphoto_core.errors import CheckpointError, InputError, OldPhotoError
 from oldphoto_core.loading import load_model, peek_state_dict
-from oldphoto_core.models import BUNDLED_LABEL, bundled_files
+from oldphoto_core.models import BUNDLED_LABEL, BUNDLED_MANIFEST, bundled_files, manifest_of
 from oldphoto_core.registry import ArchSpec, detect_architecture
 
 from . import comfy_compat as compat
@@ -226,11 +226,17 @@ def load_path_cached(path: str | os.PathLike[str], expect: str) -> Network:
 
 
 def _file_state(name: str) -> str:
+    """What a loader's output depends on: the file, and the set manifest beside it (the
+    settings the loaded model carries)."""
     path = model_path(name) if isinstance(name, str) else None
     if path is None:
         return ""
     mtime, size = _signature(path)
-    return f"{path}:{mtime}:{size}"
+    try:
+        manifest = _signature(os.path.join(os.path.dirname(path), BUNDLED_MANIFEST))
+    except OSError:  # a file of no set
+        manifest = None
+    return f"{path}:{mtime}:{size}:{manifest}"
 
 
 class _ModelLoader:
@@ -258,8 +264,8 @@ class _ModelLoader:
         return _file_state(model_name)
 
     def load(self, model_name):
-        net, _ = load_cached(model_name, self.KIND)
-        return (OldPhotoModel(net, model_name),)
+        net, path = load_cached(model_name, self.KIND)
+        return (OldPhotoModel(net, model_name, model_set=manifest_of(path)),)
 
 
 class OldPhotoScratchModelLoader(_ModelLoader):
@@ -350,8 +356,9 @@ class OldPhotoFaceModelLoader(_ModelLoader):
         return check_model_file(model_name, cls.KIND)
 
     def load(self, model_name, face_size="auto"):
-        net, _ = load_cached(model_name, self.KIND)
-        return (OldPhotoModel(net, model_name, face_size=_face_size(face_size, model_name)),)
+        net, path = load_cached(model_name, self.KIND)
+        return (OldPhotoModel(net, model_name, face_size=_face_size(face_size, model_name),
+                              model_set=manifest_of(path)),)
 
 
 _MODEL_LOADERS = (OldPhotoScratchModelLoader, OldPhotoVAELoader, OldPhotoMappingLoader,

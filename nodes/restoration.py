@@ -24,6 +24,7 @@ from oldphoto_core.stages import (
     map_latent,
 )
 from oldphoto_core.stages.scratch import detector_input_size
+from oldphoto_core.stages.tone import TONES
 
 from . import comfy_compat as compat
 from .convert import fit_mask, image_to_nchw, mask_to_nchw, nchw_to_image, nchw_to_mask, to_rgb
@@ -44,6 +45,10 @@ __all__ = ["RESTORATION_NODES", "OldPhotoDetectScratches", "OldPhotoLatentMap",
            "OldPhotoVAEDecodeClean", "OldPhotoVAEEncodeOld", "latent_from_payload"]
 
 
+#: the Decode node's tone choice that follows the VAE's model set
+_AUTO = "auto"
+
+
 def latent_from_payload(payload: object, *, node: str) -> OldPhotoLatent:
     """The :class:`OldPhotoLatent` in an OLDPHOTO_LATENT dict (clear error otherwise)."""
     if not isinstance(payload, dict) or not {"samples", "domain", "image_size",
@@ -53,9 +58,9 @@ def latent_from_payload(payload: object, *, node: str) -> OldPhotoLatent:
     return OldPhotoLatent.from_dict(payload)
 
 
-def _payload(latent: OldPhotoLatent, samples: torch.Tensor, **extra) -> dict:
-    d = OldPhotoLatent(samples.detach().to(compat.intermediate_device()), latent.domain,
-                       latent.image_size, latent.working_size, latent.padding).as_dict()
+def _payload(latent: OldPhotoLatent, **extra) -> dict:
+    d = latent.to(compat.intermediate_device()).as_dict()
+    d["samples"] = d["samples"].detach()
     d.update(extra)
     return d
 
@@ -63,11 +68,6 @@ def _payload(latent: OldPhotoLatent, samples: torch.Tensor, **extra) -> dict:
 def _here() -> torch.device:
     """Where results go as soon as they are computed (ComfyUI's intermediate device)."""
     return compat.intermediate_device()
-
-
-def _items(latent: OldPhotoLatent, start: int, stop: int) -> OldPhotoLatent:
-    return OldPhotoLatent(latent.samples[start:stop], latent.domain, latent.image_size,
-                          latent.working_size, latent.padding)
 
 
 def _pixels(size: tuple[int, int]) -> int:
@@ -186,13 +186,12 @@ class OldPhotoVAEEncodeOld:
         def run(start: int, stop: int, tile: bool) -> OldPhotoLatent:
             m = None if masks is None else masks[start:stop]
             part = encode_old(images[start:stop], model.descriptor, mask=m, fit=fit, tile=tile)
-            return replace(part, samples=part.samples.to(_here()))
+            return part.to(_here())
 
         with models_on_device(model, memory_required=per_item, precision=precision) as device:
             parts = run_in_chunks(b, run, steps=steps, device=device, per_item=per_item,
                                   node=node)
-        samples = torch.cat([p.samples for p in parts])
-        return (_payload(parts[0], samples),)
+        return (_payload(OldPhotoLatent.cat(parts)),)
 
 
 class OldPhotoLatentMap:
@@ -261,15 +260,14 @@ class OldPhotoLatentMap:
 
         def run(start: int, stop: int, tile: bool) -> torch.Tensor:
             m = None if masks is None else masks[start:stop]
-            return map_latent(_items(lat, start, stop), desc, mask=m, tile=tile,
+            return map_latent(lat.items(start, stop), desc, mask=m, tile=tile,
                               progress=steps.within).samples.to(_here())
 
         with models_on_device(model, memory_required=per_item, precision=precision) as device:
             out = run_in_chunks(b, run, steps=steps, device=device, per_item=per_item,
                                 node=node)
-        clean = OldPhotoLatent(lat.samples, "clean", lat.image_size, lat.working_size,
-                               lat.padding)
-        return (_payload(clean, torch.cat(out), mapping=desc.arch.id),)
+        clean = replace(lat, samples=torch.cat(out), domain="clean")
+        return (_payload(clean, mapping=desc.arch.id),)
 
 
 class OldPhotoVAEDecodeClean:
@@ -289,10 +287,15 @@ class OldPhotoVAEDecodeClean:
             "vae": (VAE, {"tooltip": "VAE_B_quality/latest_net_G.pth after mapping_quality, "
                                      "VAE_B_scratch/latest_net_G.pth after mapping_scratch or "
                                      "the HR mapping (from 'Load Old Photo VAE')."}),
-            "stretch": (("reference", "none"), {
-                "default": "reference",
-                "tooltip": "'reference': stretch each image to the full 0..1 range, as the "
-                           "reference saves its results; 'none': the network's output as is."}),
+            "stretch": ((_AUTO, *TONES), {
+                "default": _AUTO,
+                "tooltip": "The output's tone. 'auto': what the VAE's model set asks for "
+                           "('reference' for the published checkpoints, 'anchor' for the "
+                           "bundled set); 'reference': stretch each image to the full 0..1 "
+                           "range, as the reference saves its results; 'anchor': the encoded "
+                           "photo's brightness, contrast and colour cast, levels stretched "
+                           "(the latent carries the photo); 'none': the network's output as "
+                           "is."}),
             "restore_size": (BOOLEAN, {
                 "default": True,
                 "tooltip": "Give back the size that was encoded (undo the multiple-of-4 "
@@ -300,7 +303,7 @@ class OldPhotoVAEDecodeClean:
                            "reference."}),
         }, "optional": {"precision": precision_input()}}
 
-    def decode(self, latent, vae, stretch="reference", restore_size=True, precision="exact"):
+    def decode(self, latent, vae, stretch=_AUTO, restore_size=True, precision="exact"):
         node = self.DISPLAY_NAME
         model = expect_model(vae, "vae", node=node, input_name="vae")
         precision = check_precision(precision, node=node)
@@ -308,8 +311,15 @@ class OldPhotoVAEDecodeClean:
         if lat.domain != "clean":
             raise InputError(f"{node}: this latent is in the '{lat.domain}' domain: map it with "
                              "'Old Photo Latent Map' before decoding")
-        if stretch not in ("reference", "none"):
-            raise InputError(f"{node}: stretch must be 'reference' or 'none', got {stretch!r}")
+        if stretch not in (_AUTO, *TONES):
+            raise InputError(f"{node}: stretch must be one of {(_AUTO, *TONES)}, got "
+                             f"{stretch!r}")
+        tone = model.tone if stretch == _AUTO else stretch
+        if tone == "anchor" and lat.source is None:
+            raise InputError(f"{node}: 'anchor' takes the tone of the encoded photo, and this "
+                             "latent carries none (it comes from an older version of 'Encode "
+                             "Old Photo' or another node): re-encode it, or choose "
+                             "'reference'")
         hint = _vae_hint(model.name)
         mapped = latent.get("mapping")
         if hint == "a":
@@ -325,7 +335,7 @@ class OldPhotoVAEDecodeClean:
         per_item = item_bytes("quality", _pixels(lat.working_size))
 
         def run(start: int, stop: int, tile: bool) -> torch.Tensor:
-            return decode_clean(_items(lat, start, stop), model.descriptor, stretch=stretch,
+            return decode_clean(lat.items(start, stop), model.descriptor, tone=tone,
                                 restore_size=bool(restore_size), tile=tile).to(_here())
 
         with models_on_device(model, memory_required=per_item, precision=precision) as device:

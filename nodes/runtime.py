@@ -19,6 +19,7 @@ import torch
 
 from oldphoto_core.errors import InputError
 from oldphoto_core.loading import ModelDescriptor
+from oldphoto_core.models import ModelSetManifest
 from oldphoto_core.runtime.memory import USABLE_SHARE, WORKING_MEMORY
 from oldphoto_core.runtime.numerics import use_precision
 from oldphoto_core.runtime.progress import responsive
@@ -86,11 +87,19 @@ class OldPhotoModel:
             handles of the same file; nodes never change its weights).
         name: the file as listed in ``models/oldphoto``.
         face_size: face models only: the crop size the model runs at (256 or 512).
+        model_set: the manifest of the set the file belongs to (its output tone, detector
+            threshold), None for a published checkpoint or a loose file.
     """
 
     network: Network
     name: str
     face_size: int | None = None
+    model_set: ModelSetManifest | None = None
+
+    @property
+    def tone(self) -> str:
+        """The output tone this file's set asks for (the reference's stretch without a set)."""
+        return self.model_set.tone if self.model_set is not None else "reference"
 
     @property
     def descriptor(self) -> ModelDescriptor:

@@ -26,7 +26,7 @@ from .stages.tone import TONES
 __all__ = ["Role", "ROLES", "ModelStore", "MissingModelsError", "default_models_dir",
            "required_roles", "scan_models_dir", "BUNDLED_LABEL", "bundled_dir", "bundled_files",
            "bundled_manifest",
-           "manifest_files", "read_manifest", "ModelSetManifest", "candidate_dirs",
+           "manifest_files", "manifest_of", "read_manifest", "ModelSetManifest", "candidate_dirs",
            "resolve_models", "auto_mode", "quality_reason"]
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
@@ -184,6 +184,24 @@ def read_manifest(folder: Path) -> ModelSetManifest | None:
                               f"{auto_scratch!r}")
     return ModelSetManifest(files, tone, None if threshold is None else float(threshold),
                             auto_scratch)
+
+
+def manifest_of(path: str | os.PathLike[str]) -> ModelSetManifest | None:
+    """The manifest of the model set that lists the file ``path`` (``manifest.json`` beside it,
+    naming it), or ``None`` (a published checkpoint, a loose file).
+
+    A host that loads a set's files one by one (ComfyUI's loaders) reads the set's settings
+    here, so that a file restores the way its set asks wherever it is loaded.
+
+    Raises:
+        CheckpointError: an unreadable manifest beside the file (:func:`read_manifest`).
+    """
+    path = Path(path)
+    manifest = read_manifest(path.parent)
+    if manifest is None:
+        return None
+    target = path.resolve()
+    return manifest if any(f.resolve() == target for f in manifest.files.values()) else None
 
 
 def manifest_files(folder: Path) -> dict[str, Path] | None:

@@ -319,7 +319,7 @@ class Restorer:
                 mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Decode at the working size, then set the tone (``source``: the network's input at
         that size; ``mask``: its scratches, which lend no tone)."""
-        plain = decode_clean(clean, self.store.get(role), stretch="none", restore_size=False,
+        plain = decode_clean(clean, self.store.get(role), tone="none", restore_size=False,
                              tile=tile)
         if self.tone == "none":  # decode_clean clamped already: no copy
             return {"restored": plain, "stretched": plain}

@@ -20,7 +20,7 @@ from ..runtime.checks import check_images, check_mask
 from ..runtime.numerics import network_math
 from ..runtime.progress import Progress, reporting
 from ..runtime.strips import tiled_runner
-from .tone import reference_stretch
+from .tone import TONES, apply_tone, reference_stretch
 
 __all__ = ["OldPhotoLatent", "encode_old", "map_latent", "decode_clean", "paint_holes",
            "quality_working_size", "reference_stretch", "LATENT_SCALE"]
@@ -39,6 +39,12 @@ class OldPhotoLatent:
         working_size: ``(4h, 4w)``, the size actually encoded (``image_size`` resized or padded
             to a multiple of 4).
         padding: ``(bottom, right)`` pixels added by ``fit="pad"`` (zeros for ``"resize"``).
+        source: ``[B, 3, 4h, 4w]`` the photo that was encoded, at the working size and before
+            its scratches were painted, or None. The ``"anchor"`` output tone takes its
+            global tone from it (:mod:`~oldphoto_core.stages.tone`): carried with the latent
+            so that a decoder several nodes away anchors to exactly the encoded photo.
+        source_mask: ``[B, 1, 4h, 4w]`` the scratch mask that was painted, or None: those
+            pixels of ``source`` lend no tone.
     """
 
     samples: torch.Tensor
@@ -46,16 +52,42 @@ class OldPhotoLatent:
     image_size: tuple[int, int]
     working_size: tuple[int, int]
     padding: tuple[int, int] = (0, 0)
+    source: torch.Tensor | None = None
+    source_mask: torch.Tensor | None = None
 
     def as_dict(self) -> dict:
         """Plain-dict form (ComfyUI passes this between nodes)."""
         return {"samples": self.samples, "domain": self.domain, "image_size": self.image_size,
-                "working_size": self.working_size, "padding": self.padding}
+                "working_size": self.working_size, "padding": self.padding,
+                "source": self.source, "source_mask": self.source_mask}
 
     @classmethod
     def from_dict(cls, d: dict) -> OldPhotoLatent:
         return cls(d["samples"], d["domain"], tuple(d["image_size"]), tuple(d["working_size"]),
-                   tuple(d.get("padding", (0, 0))))
+                   tuple(d.get("padding", (0, 0))), d.get("source"), d.get("source_mask"))
+
+    def items(self, start: int, stop: int) -> OldPhotoLatent:
+        """Batch items ``start:stop`` (views, no copy)."""
+        def cut(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[start:stop]
+        return replace(self, samples=self.samples[start:stop], source=cut(self.source),
+                       source_mask=cut(self.source_mask))
+
+    def to(self, device: torch.device | str) -> OldPhotoLatent:
+        """The same latent with its tensors on ``device``."""
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+        return replace(self, samples=self.samples.to(device), source=move(self.source),
+                       source_mask=move(self.source_mask))
+
+    @classmethod
+    def cat(cls, parts: list[OldPhotoLatent]) -> OldPhotoLatent:
+        """Join the batches of ``parts`` (latents of one size, e.g. chunks of one batch)."""
+        def join(ts: list[torch.Tensor | None]) -> torch.Tensor | None:
+            return None if any(t is None for t in ts) else torch.cat(ts)
+        return replace(parts[0], samples=torch.cat([p.samples for p in parts]),
+                       source=join([p.source for p in parts]),
+                       source_mask=join([p.source_mask for p in parts]))
 
 
 def quality_working_size(h: int, w: int) -> tuple[int, int]:
@@ -99,16 +131,23 @@ def encode_old(image: torch.Tensor, vae: ModelDescriptor, *, mask: torch.Tensor 
             memory of large scans; the result is the same up to float summation order.
 
     Returns:
-        An :class:`OldPhotoLatent` in the ``"old"`` domain.
+        An :class:`OldPhotoLatent` in the ``"old"`` domain, carrying the unpainted photo (and
+        the mask) at the working size for the decoder's output tone.
     """
     check_images(image, channels=(3,))
-    if mask is not None:
-        image = paint_holes(image, check_mask(mask, like=image))
-    work, padding = _to_working(image, fit)
+    source, padding = _to_working(image, fit)
+    source_mask = None
+    if mask is None:
+        work = source
+    else:
+        mask = check_mask(mask, like=image)
+        work, _ = _to_working(paint_holes(image, mask), fit)
+        source_mask = _mask_to_working(mask, source.shape[-2:], padding)
     x = (work * 2 - 1).to(device=vae.device, dtype=vae.dtype)
     with network_math():
         z = vae.model.encode(x, _runner(tile, vae))
-    return OldPhotoLatent(z, "old", tuple(image.shape[-2:]), tuple(work.shape[-2:]), padding)
+    return OldPhotoLatent(z, "old", tuple(image.shape[-2:]), tuple(work.shape[-2:]), padding,
+                          source, source_mask)
 
 
 def map_latent(latent: OldPhotoLatent, mapping: ModelDescriptor, *,
@@ -151,24 +190,32 @@ def _mask_at_working_size(mask: torch.Tensor, latent: OldPhotoLatent) -> torch.T
     if tuple(m.shape[-2:]) != latent.image_size:
         raise InputError(f"mask size {tuple(m.shape[-2:])} differs from the encoded image size "
                          f"{latent.image_size}")
-    if latent.working_size == latent.image_size:
-        return m.float()
-    if any(latent.padding):
-        pb, pr = latent.padding
-        return F.pad(m.float(), (0, pr, 0, pb), mode="replicate")
-    return F.interpolate(m.float(), latent.working_size, mode="nearest")
+    return _mask_to_working(m, latent.working_size, latent.padding)
 
 
-def decode_clean(latent: OldPhotoLatent, vae: ModelDescriptor, *,
-                 stretch: str = "reference", restore_size: bool = True,
-                 tile: bool = False) -> torch.Tensor:
+def _mask_to_working(mask: torch.Tensor, working_size: tuple[int, int],
+                     padding: tuple[int, int]) -> torch.Tensor:
+    """``[B, 1, H, W]`` mask at the encoded image's size -> the working size, as the image
+    went there: replicate-padded, or nearest-resized (a mask stays binary)."""
+    if tuple(mask.shape[-2:]) == tuple(working_size):
+        return mask.float()
+    if any(padding):
+        pb, pr = padding
+        return F.pad(mask.float(), (0, pr, 0, pb), mode="replicate")
+    return F.interpolate(mask.float(), tuple(working_size), mode="nearest")
+
+
+def decode_clean(latent: OldPhotoLatent, vae: ModelDescriptor, *, tone: str = "reference",
+                 restore_size: bool = True, tile: bool = False) -> torch.Tensor:
     """Decode a clean latent with VAE_B to an RGB image in 0..1.
 
     Args:
         latent: a ``"clean"`` latent from :func:`map_latent`.
         vae: VAE_B (``VAE_B_quality`` for the quality mapping, ``VAE_B_scratch`` for the others).
-        stretch: ``"reference"`` (min-max stretch as the reference saves its PNGs) or ``"none"``
-            (``(y + 1) / 2`` clamped).
+        tone: the output tone (:func:`~oldphoto_core.stages.tone.apply_tone`, at the working
+            size): ``"reference"`` (min-max stretch as the reference saves its PNGs),
+            ``"anchor"`` (the tone of the photo the latent carries, :attr:`OldPhotoLatent.source`)
+            or ``"none"`` (``(y + 1) / 2`` clamped).
         restore_size: give back ``latent.image_size`` (undo the multiple-of-4 resize or padding);
             ``False`` keeps the working size (what the reference writes).
         tile: run the decoder in exact strips to bound memory.
@@ -179,15 +226,20 @@ def decode_clean(latent: OldPhotoLatent, vae: ModelDescriptor, *,
     if latent.domain != "clean":
         raise InputError("decode_clean expects a mapped latent (domain 'clean'); run the "
                          "mapping first")
+    if tone not in TONES:
+        raise InputError(f"tone must be one of {TONES}, got {tone!r}")
+    if tone == "anchor" and latent.source is None:
+        raise InputError("tone 'anchor' takes the tone of the encoded photo, and this latent "
+                         "carries none: encode with encode_old, or use tone 'reference'")
     z = latent.samples.to(device=vae.device, dtype=vae.dtype)
     with network_math():
         y = vae.model.decode(z, _runner(tile, vae)).float().add_(1).div_(2)
-    if stretch == "reference":
-        y = reference_stretch(y)
-    elif stretch == "none":
-        y = y.clamp(0, 1)
+    if tone == "anchor":
+        source = latent.source.to(y.device)
+        mask = None if latent.source_mask is None else latent.source_mask.to(y.device)
+        y = apply_tone(y, tone, source, mask)
     else:
-        raise InputError(f"stretch must be 'reference' or 'none', got {stretch!r}")
+        y = apply_tone(y, tone)
     if not restore_size or latent.working_size == latent.image_size:
         return y
     if any(latent.padding):

@@ -63,3 +63,32 @@ def test_all_in_one_restores_with_the_bundled_set(bare):
     path = bare.base / "output" / images[0]["subfolder"] / images[0]["filename"]
     arr = np.asarray(Image.open(path), dtype=np.float32) / 255
     assert arr.shape[:2] == (256, 256) and float(arr.std()) > 0.01
+
+
+def _saved_restoration(client: Client, hist: dict) -> np.ndarray:
+    images = [img for out in hist["outputs"].values() for img in out.get("images", [])
+              if img["filename"].startswith("restored")]
+    assert len(images) == 1, images
+    path = client.base / "output" / images[0]["subfolder"] / images[0]["filename"]
+    return np.asarray(Image.open(path))
+
+
+def test_the_shipped_quality_graph_restores_like_the_all_in_one_with_the_bundled_set(bare):
+    """The four composable nodes with the bundled files chosen in the loaders: Decode's
+    'auto' tone follows the set (anchor), so the saved restoration is the all-in-one node's,
+    pixel for pixel (the same networks and kernels on the same photo)."""
+    shipped = _shipped()
+    prompt = api("oldphoto_quality_restoration")
+    names = {"VAE_A": shipped["vae_a"].name, "VAE_B": shipped["vae_b_quality"].name,
+             "mapping": shipped["mapping_quality"].name}
+    for node in prompt.values():
+        name = node["inputs"].get("model_name", "")
+        for key, file in names.items():
+            if key in name:
+                node["inputs"]["model_name"] = f"{BUNDLED_LABEL}/{file}"
+    composed = _saved_restoration(bare, bare.run(prompt))
+    whole = api("oldphoto_all_in_one")
+    for node in whole.values():
+        if node["class_type"] == "OldPhotoRestore":
+            node["inputs"].update(faces="off", scratch="off")
+    assert np.array_equal(composed, _saved_restoration(bare, bare.run(whole)))

@@ -117,3 +117,62 @@ def test_a_manifest_with_an_unknown_tone_is_refused(tmp_path, tiny_bundled_set):
     (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "tone": "sepia"}))
     with pytest.raises(CheckpointError, match="tone"):
         ModelStore(tmp_path)
+
+
+def _bundled_networks():
+    from oldphoto_core.models import resolve_models
+    store = resolve_models()
+    return store.get("vae_a"), store.get("mapping_quality"), store.get("vae_b_quality")
+
+
+@pytest.mark.parametrize("fit", ["resize", "pad"])
+def test_the_latent_carries_the_encoded_photo_and_its_mask_at_the_working_size(
+        tiny_bundled_set, fit):
+    """encode_old keeps the photo as it was before its scratches were painted (what 'anchor'
+    takes its tone from) and the mask, both at the working size, and both survive the
+    mapping, batch cuts and joins."""
+    from oldphoto_core.stages import OldPhotoLatent, encode_old, map_latent
+    vae_a, mapping, _ = _bundled_networks()
+    photo = _photo(9, (30, 42))  # not multiples of 4: resized or padded to 32 x 44 / 32 x 44
+    mask = torch.zeros(2, 1, 30, 42)
+    mask[:, :, 10:12, :] = 1
+    lat = encode_old(photo, vae_a, mask=mask, fit=fit)
+    assert lat.source.shape == (2, 3, *lat.working_size)
+    assert lat.source_mask.shape == (2, 1, *lat.working_size)
+    assert set(lat.source_mask.unique().tolist()) == {0.0, 1.0}
+    if fit == "pad":  # no resampling: the photo itself, unpainted, then the reflected border
+        assert torch.equal(lat.source[..., :30, :42], photo)
+    plain = encode_old(photo, vae_a, fit=fit)
+    assert torch.equal(lat.source, plain.source) and plain.source_mask is None
+    clean = map_latent(lat, mapping)
+    assert clean.source is lat.source and clean.source_mask is lat.source_mask
+    rejoined = OldPhotoLatent.cat([clean.items(0, 1), clean.items(1, 2)])
+    assert torch.equal(rejoined.samples, clean.samples)
+    assert torch.equal(rejoined.source, clean.source)
+    assert torch.equal(OldPhotoLatent.from_dict(clean.as_dict()).source_mask, clean.source_mask)
+
+
+def test_decode_clean_anchors_to_the_photo_the_latent_carries(tiny_bundled_set):
+    """decode_clean's 'anchor' is apply_tone at the working size with the carried photo and
+    mask (the Restorer's rule), then the size is given back; a latent without a photo is
+    refused rather than anchored to nothing."""
+    from dataclasses import replace
+
+    from oldphoto_core.io.resample import pil_resize
+    from oldphoto_core.stages import decode_clean, encode_old, map_latent
+    vae_a, mapping, vae_b = _bundled_networks()
+    photo = _photo(10, (30, 42))
+    mask = torch.zeros(2, 1, 30, 42)
+    mask[:, :, 5:7, :] = 1
+    clean = map_latent(encode_old(photo, vae_a, mask=mask), mapping)
+    got = decode_clean(clean, vae_b, tone="anchor")
+    plain = decode_clean(clean, vae_b, tone="none", restore_size=False)
+    expected = pil_resize(apply_tone(plain, "anchor", clean.source, clean.source_mask),
+                          (30, 42), "bicubic")
+    assert torch.equal(got, expected)
+    assert torch.equal(decode_clean(clean, vae_b),  # the default stays the reference's
+                       decode_clean(clean, vae_b, tone="reference"))
+    with pytest.raises(InputError, match="carries none"):
+        decode_clean(replace(clean, source=None), vae_b, tone="anchor")
+    with pytest.raises(InputError, match="tone"):
+        decode_clean(clean, vae_b, tone="sepia")
