@@ -19,6 +19,25 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _share_threads() -> None:
+    """Under pytest-xdist (``-n``), split the machine's threads between the workers.
+
+    Each worker would otherwise run torch (and the CLI subprocesses and Ray workers it starts,
+    which read ``OMP_NUM_THREADS``) on every core, and two workers on two cores would fight
+    for them. ``OMP_NUM_THREADS`` when set is the budget, else the CPU count.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers <= 1:
+        return
+    total = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+    threads = max(1, total // workers)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
+_share_threads()
+
+
 def _register(name: str):
     """Make ``tests/<name>.py`` importable as ``name`` from any test module (under
     ``--import-mode=importlib`` the tests folder is not on ``sys.path``): ``numeric_bounds``

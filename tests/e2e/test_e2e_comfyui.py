@@ -1,4 +1,4 @@
-"""End to end against a real ComfyUI: ``COMFYUI_PATH=/path/to/ComfyUI pytest tests/e2e``.
+"""End to end against a real ComfyUI: ``COMFYUI_PATH=/path/to/ComfyUI pytest -n 0 tests/e2e``.
 
 The pack is installed by symlink into ``custom_nodes`` of a temporary ``--base-directory``
 (models, input, output, user: nothing is written into the checkout), synthetic weights of the

@@ -1,5 +1,5 @@
 """The pack's models under ComfyUI's model management, against a real ComfyUI:
-``COMFYUI_PATH=/path/to/ComfyUI pytest tests/e2e/test_e2e_memory.py -s``.
+``COMFYUI_PATH=/path/to/ComfyUI pytest -n 0 tests/e2e/test_e2e_memory.py -s``.
 
 * ``POST /free {"unload_models": true, "free_memory": true}`` (the "Free model and node cache"
   button) after a run releases the pack's models: the server's resident memory drops by at

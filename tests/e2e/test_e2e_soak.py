@@ -1,4 +1,4 @@
-"""A ComfyUI server that stays up under a queue: ``COMFYUI_PATH=... pytest tests/e2e -s``.
+"""A ComfyUI server that stays up under a queue: ``COMFYUI_PATH=... pytest -n 0 tests/e2e -s``.
 
 One server (as in ``test_e2e_comfyui.py``: ``--cpu``, the pack symlinked, synthetic weights of
 the parity kit) gets 100 prompts: valid small restorations (quality, scratch, scratch with
