@@ -47,6 +47,8 @@ __all__ = ["RESTORATION_NODES", "OldPhotoDetectScratches", "OldPhotoLatentMap",
 
 #: the Decode node's tone choice that follows the VAE's model set
 _AUTO = "auto"
+#: Detect Scratches' threshold that follows the detector's model set
+_SET_THRESHOLD = 0.0
 
 
 def latent_from_payload(payload: object, *, node: str) -> OldPhotoLatent:
@@ -106,19 +108,25 @@ class OldPhotoDetectScratches:
             "scratch_model": (SCRATCH_MODEL, {
                 "tooltip": "From 'Load Old Photo Scratch Detector' (FT_Epoch_latest.pt)."}),
             "threshold": (FLOAT, {
-                "default": 0.4, "min": 0.01, "max": 0.99, "step": 0.01,
-                "tooltip": "Probability from which a pixel counts as a scratch (0.4 as the "
-                           "reference; lower finds more)."}),
+                "default": _SET_THRESHOLD, "min": _SET_THRESHOLD, "max": 0.99, "step": 0.01,
+                "tooltip": "Probability from which a pixel counts as a scratch (lower finds "
+                           "more). 0: the threshold the detector's model set calibrated "
+                           "(its manifest's scratch_threshold), else the reference's 0.4 "
+                           "(published checkpoints)."}),
             "dilation": (INT, {
                 "default": 0, "min": 0, "max": 16,
                 "tooltip": "Grow the mask by this many 3x3 steps. The reference's HR mode uses "
                            "3; set it here so that Encode and Map see the same mask."}),
         }, "optional": {"precision": precision_input()}}
 
-    def detect(self, image, scratch_model, threshold=0.4, dilation=0, precision="exact"):
+    def detect(self, image, scratch_model, threshold=_SET_THRESHOLD, dilation=0,
+               precision="exact"):
         node = self.DISPLAY_NAME
         model = expect_model(scratch_model, "scratch_detector", node=node,
                              input_name="scratch_model")
+        if not 0 <= float(threshold) < 1:
+            raise InputError(f"{node}: threshold must be in [0, 1), got {threshold!r}")
+        threshold = float(threshold) or model.scratch_threshold
         precision = check_precision(precision, node=node)
         images = image_to_nchw(image)
         steps = Steps(images.shape[0])

@@ -23,6 +23,7 @@ from oldphoto_core.models import ModelSetManifest
 from oldphoto_core.runtime.memory import USABLE_SHARE, WORKING_MEMORY
 from oldphoto_core.runtime.numerics import use_precision
 from oldphoto_core.runtime.progress import responsive
+from oldphoto_core.stages.scratch import DEFAULT_THRESHOLD
 
 from . import comfy_compat as compat
 
@@ -100,6 +101,12 @@ class OldPhotoModel:
     def tone(self) -> str:
         """The output tone this file's set asks for (the reference's stretch without a set)."""
         return self.model_set.tone if self.model_set is not None else "reference"
+
+    @property
+    def scratch_threshold(self) -> float:
+        """The detector threshold this file's set calibrated, else the reference's 0.4."""
+        calibrated = None if self.model_set is None else self.model_set.scratch_threshold
+        return DEFAULT_THRESHOLD if calibrated is None else calibrated
 
     @property
     def descriptor(self) -> ModelDescriptor:

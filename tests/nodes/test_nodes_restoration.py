@@ -160,3 +160,24 @@ def _raise_on_second_call():
         if len(calls) == 2:
             raise comfy_compat.Interrupted("cancelled")
     return check
+
+
+def test_threshold_zero_is_the_detector_sets_calibrated_threshold(images, handle, tiny):
+    """0 (the default): the threshold the detector's model set calibrated, else the
+    reference's 0.4; an explicit threshold is used as given."""
+    from dataclasses import replace
+
+    from oldphoto_core.models import ModelSetManifest
+    from oldphoto_core.stages import detect_scratches
+    published = handle("scratch")
+    x = images.movedim(-1, 1)
+    (auto,) = DETECT.detect(images, published, 0.0, 0)
+    assert torch.equal(auto[:, None], detect_scratches(x, tiny["scratch"], threshold=0.4))
+    calibrated = replace(published, model_set=ModelSetManifest({}, scratch_threshold=0.7))
+    (mask,) = DETECT.detect(images, calibrated, 0.0, 0)
+    assert torch.equal(mask[:, None], detect_scratches(x, tiny["scratch"], threshold=0.7))
+    (given,) = DETECT.detect(images, calibrated, 0.3, 0)
+    assert torch.equal(given[:, None], detect_scratches(x, tiny["scratch"], threshold=0.3))
+    assert not torch.equal(mask, given)  # the tiny detector's map spans both thresholds
+    with pytest.raises(InputError, match="threshold"):
+        DETECT.detect(images, published, 1.0, 0)
