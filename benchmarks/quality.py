@@ -16,7 +16,11 @@ Per photo x seed, and on average, it prints:
   the drawn damage that still shows after the blur, noise and JPEG drawn for the row). No
   detector can find the rest, which caps the first AUC: when a quarter of the mask is hidden,
   a detector that is perfect on what shows scores about 0.875;
-* whether the restoration beat the baseline in PSNR, and on how many of the rows it did.
+* whether the restoration beat the baseline in PSNR, and on how many of the rows it did;
+* the quality path's ceiling (:func:`quality_ceiling`): PSNR and SSIM of what a *perfect*
+  quality mapping would give with this set's clean-photo VAE and output tone. What the
+  restoration misses of it is the mapping's; what the ceiling misses of the clean photo is
+  the VAE's and the tone's, which no mapping training recovers.
 
 Synthetic damage is only a proxy for real ageing, so ``--samples DIR`` also restores real old
 scans (no clean reference, no metrics) into a contact sheet to look at.
@@ -41,6 +45,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -59,6 +64,8 @@ from oldphoto_core.io.resample import pil_resize  # noqa: E402
 from oldphoto_core.loading import load_model  # noqa: E402
 from oldphoto_core.models import resolve_models  # noqa: E402
 from oldphoto_core.pipeline import SCRATCH_MODES, Restorer, reference_mask_quirk  # noqa: E402
+from oldphoto_core.stages import decode_clean, encode_old  # noqa: E402
+from oldphoto_core.stages.restore import quality_working_size  # noqa: E402
 from training.recipes.photos import HELD_OUT, load_photo  # noqa: E402
 
 DEFAULT_OUT = REPO / "benchmarks" / "out" / "quality"
@@ -165,6 +172,25 @@ def detect(image: torch.Tensor, restorer: Restorer) -> tuple[torch.Tensor, torch
     return prob[0, 0], mask[0, 0]
 
 
+@torch.inference_mode()
+def quality_ceiling(clean: torch.Tensor, damaged: torch.Tensor,
+                    restorer: Restorer) -> torch.Tensor:
+    """The quality path with a perfect mapping: ``[1, 3, H, W]`` 0..1.
+
+    A perfect mapping would hand the decoder the clean-photo VAE's own latent of the clean
+    photo, so that is decoded here, at the quality path's working size, and toned as the
+    restoration tones (``"anchor"`` takes the tone of the *damaged* input, the only photo a
+    restoration has), then resized back as the restoration resizes.
+    """
+    size = tuple(clean.shape[-2:])
+    work = quality_working_size(*size)
+    clean_w, damaged_w = (pil_resize(x, work, "bilinear") for x in (clean, damaged))
+    vae_b = restorer.store.get("vae_b_quality")
+    latent = replace(encode_old(clean_w, vae_b), domain="clean", source=damaged_w)
+    out = decode_clean(latent, vae_b, tone=restorer.tone, restore_size=False)
+    return pil_resize(out, size, "bicubic")
+
+
 def baseline(damaged: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Classical restoration of ``uint8 [H, W, 3]`` RGB: non-local means, then Telea inpainting
     of ``mask`` (non-zero = defect). OpenCV works in BGR: NLM denoises in CIELAB from it."""
@@ -180,7 +206,8 @@ def evaluate_pair(clean: np.ndarray, seed: int, restorer: Restorer, *,
 
     Returns:
         JSON-ready numbers (``damaged_psnr/ssim``, ``restored_psnr/ssim``,
-        ``baseline_psnr/ssim``, ``auc``, ``f1``, ``auc_visible``, ``f1_visible``,
+        ``baseline_psnr/ssim``, ``ceiling_psnr/ssim`` (:func:`quality_ceiling`), ``auc``,
+        ``f1``, ``auc_visible``, ``f1_visible``,
         ``gt_mask_fraction``, ``visible_mask_fraction``,
         ``detected_mask_fraction`` (at the threshold), ``used_mask_fraction`` (what the
         restoration and the baseline use: zero when the detection covers everything),
@@ -204,8 +231,9 @@ def evaluate_pair(clean: np.ndarray, seed: int, restorer: Restorer, *,
     truth = damage.mask[0, 0].numpy() > 0.5
     found = (prob >= restorer.scratch_threshold).numpy()  # before the all-ones quirk
     row: dict = {"mode": result.mode}
+    ceiling = to_tensor(to_u8(quality_ceiling(clean_t, damaged_t, restorer)))
     for name, img in (("damaged", damaged_t), ("restored", result.images.float()),
-                      ("baseline", to_tensor(base))):
+                      ("baseline", to_tensor(base)), ("ceiling", ceiling)):
         row[f"{name}_psnr"], row[f"{name}_ssim"] = psnr_ssim(img, clean_t)
     row.update(
         auc=roc_auc(truth, prob.numpy()), f1=f1(truth, found),
@@ -250,10 +278,12 @@ def contact_sheet(rows: list[list[tuple[np.ndarray, str]]], pad: int = 6) -> Ima
 
 # -- command line ----------------------------------------------------------------------------
 METRICS = ("damaged_psnr", "damaged_ssim", "restored_psnr", "restored_ssim", "baseline_psnr",
-           "baseline_ssim", "auc", "f1", "auc_visible", "f1_visible", "gt_mask_fraction",
+           "baseline_ssim", "ceiling_psnr", "ceiling_ssim", "auc", "f1", "auc_visible",
+           "f1_visible", "gt_mask_fraction",
            "visible_mask_fraction", "detected_mask_fraction", "used_mask_fraction")
 HEADER = (f"{'photo':<13}{'seed':>4} {'mode':<8}{'dmg dB':>7}{'SSIM':>6}{'res dB':>7}{'SSIM':>6}"
-          f"{'base dB':>8}{'SSIM':>6}{'AUC':>6}{'F1':>6}{'AUCv':>6}{'F1v':>6}{'gt%':>6}"
+          f"{'base dB':>8}{'SSIM':>6}{'ceil dB':>8}{'SSIM':>6}{'AUC':>6}{'F1':>6}{'AUCv':>6}"
+          f"{'F1v':>6}{'gt%':>6}"
           f"{'vis%':>6}{'det%':>6}  beat")
 
 
@@ -262,7 +292,8 @@ def table_line(start: str, r: dict) -> str:
     beat = {True: "yes", False: "no"}.get(r.get("beats_baseline"), "")
     return (f"{start} {r['mode']:<8}{r['damaged_psnr']:7.2f}{r['damaged_ssim']:6.3f}"
             f"{r['restored_psnr']:7.2f}{r['restored_ssim']:6.3f}{r['baseline_psnr']:8.2f}"
-            f"{r['baseline_ssim']:6.3f}{r['auc']:6.3f}{r['f1']:6.3f}{r['auc_visible']:6.3f}"
+            f"{r['baseline_ssim']:6.3f}{r['ceiling_psnr']:8.2f}{r['ceiling_ssim']:6.3f}"
+            f"{r['auc']:6.3f}{r['f1']:6.3f}{r['auc_visible']:6.3f}"
             f"{r['f1_visible']:6.3f}{100 * r['gt_mask_fraction']:6.1f}"
             f"{100 * r['visible_mask_fraction']:6.1f}{100 * r['detected_mask_fraction']:6.1f}"
             f"  {beat}")

@@ -72,7 +72,7 @@ def test_evaluate_pair_tiny(tiny_bundled_set, quality):
     assert row["mode"] == "scratch"
     assert row["mask_agrees"] is True
     assert 0 < row["gt_mask_fraction"] < 1, "seed 1 must damage this crop (AUC is defined)"
-    for name in ("damaged", "restored", "baseline"):
+    for name in ("damaged", "restored", "baseline", "ceiling"):
         assert math.isfinite(row[f"{name}_psnr"]) and row[f"{name}_psnr"] > 0, name
         assert -1 <= row[f"{name}_ssim"] <= 1, name
     assert 0 <= row["auc"] <= 1
@@ -87,6 +87,29 @@ def test_evaluate_pair_tiny(tiny_bundled_set, quality):
     expected, tol = psnr_bound(images["damaged"], images["clean"])
     assert abs(row["damaged_psnr"] - expected) <= tol, (row["damaged_psnr"], expected, tol)
     assert tol < 0.01  # the bound is tight enough to catch a wrong peak or a wrong mean
+
+
+def test_the_ceiling_is_the_clean_vae_reconstruction_toned_like_the_restoration(
+        tiny_bundled_set, quality):
+    """quality_ceiling decodes the clean-photo VAE's latent of the clean photo with the
+    restorer's tone: for a tone that ignores the input ('none') it is the VAE's plain
+    reconstruction, whatever the damaged photo; 'anchor' takes the damaged photo's tone."""
+    import torch
+
+    from oldphoto_core.pipeline import Restorer
+    from oldphoto_core.stages import decode_clean, encode_old
+    g = torch.Generator().manual_seed(0)
+    clean, damaged = torch.rand(2, 1, 3, 32, 40, generator=g)
+    plain = Restorer(tone="none")
+    vae_b = plain.store.get("vae_b_quality")
+    lat = encode_old(clean, vae_b)
+    from dataclasses import replace
+    expected = decode_clean(replace(lat, domain="clean"), vae_b, tone="none")
+    assert torch.equal(quality.quality_ceiling(clean, damaged, plain), expected)
+    anchored = Restorer(tone="anchor")
+    a = quality.quality_ceiling(clean, damaged, anchored)
+    b = quality.quality_ceiling(clean, damaged * 0.5, anchored)
+    assert a.shape == clean.shape and not torch.equal(a, b)
 
 
 def test_auc_ranks_matches_sklearn(quality):
