@@ -64,10 +64,15 @@ def models(tmp_path) -> Path:
 
 def test_ray_restores_like_the_local_engine_and_resumes(cluster, photos, models, tmp_path,
                                                          capsys):
+    from ray.data import DataContext
+    ctx = DataContext.get_current()
+    settings = ctx.max_errored_blocks, ctx.enable_progress_bars
     common = [str(photos), "--models", str(models), "--device", "cpu", "--scratch", "on"]
     assert main(["restore", *common, "-o", str(tmp_path / "local")]) == 1
     assert main(["restore", *common, "-o", str(tmp_path / "ray"), "--engine", "ray",
                  "--workers", "2"]) == 1                      # broken.png fails, the rest goes on
+    # the engine's Ray Data settings lasted as long as its passes
+    assert (ctx.max_errored_blocks, ctx.enable_progress_bars) == settings
     rows = last_rows(tmp_path / "ray" / "manifest.jsonl")
     status = {Path(k).name: r["status"] for k, r in rows.items()}
     assert status == {"a.png": "restored", "b.png": "restored", "crash.png": "restored",

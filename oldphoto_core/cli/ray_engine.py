@@ -41,6 +41,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -166,10 +167,29 @@ def restore_rows(args: argparse.Namespace, jobs: list[tuple[Path, Path]], *,
     ``worker_cls``: a :class:`RestoreWorker` subclass (e.g. one that adds a stage)."""
     ray = _ray()
     _init(args)
+    with _engine_context():
+        yield from _restore_rows(ray, args, jobs, worker_cls)
+
+
+@contextmanager
+def _engine_context() -> Iterator[None]:
+    """Ray Data's settings for the engine's passes, for as long as they run, then the
+    caller's again (a program that restores and then runs its own Ray Data pipelines keeps
+    its own settings): a block that kills its worker twice is skipped, so that its photos
+    can be retried one by one in the second pass, and no progress bars (the CLI has its
+    own)."""
     from ray.data import DataContext
     ctx = DataContext.get_current()
-    ctx.max_errored_blocks = -1          # a block that kills its worker twice is skipped here
-    ctx.enable_progress_bars = False     # and its photos retried one by one below
+    saved = ctx.max_errored_blocks, ctx.enable_progress_bars
+    ctx.max_errored_blocks, ctx.enable_progress_bars = -1, False
+    try:
+        yield
+    finally:
+        ctx.max_errored_blocks, ctx.enable_progress_bars = saved
+
+
+def _restore_rows(ray: Any, args: argparse.Namespace, jobs: list[tuple[Path, Path]],
+                  worker_cls: type) -> Iterator[ManifestRow]:
     options = {k: v for k, v in vars(args).items() if k != "func"}
     options["run_started"] = time.time()
     cpus = max(1, int(ray.available_resources().get("CPU", 1)))
