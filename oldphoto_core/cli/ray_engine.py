@@ -173,11 +173,9 @@ def restore_rows(args: argparse.Namespace, jobs: list[tuple[Path, Path]], *,
 
 @contextmanager
 def _engine_context() -> Iterator[None]:
-    """Ray Data's settings for the engine's passes, for as long as they run, then the
-    caller's again (a program that restores and then runs its own Ray Data pipelines keeps
-    its own settings): a block that kills its worker twice is skipped, so that its photos
-    can be retried one by one in the second pass, and no progress bars (the CLI has its
-    own)."""
+    """Ray Data's settings for the passes while they run, then the caller's again: a block
+    that kills its worker twice is skipped (the second pass retries its photos one by one),
+    and no progress bars (the CLI has its own)."""
     from ray.data import DataContext
     ctx = DataContext.get_current()
     saved = ctx.max_errored_blocks, ctx.enable_progress_bars
@@ -386,6 +384,8 @@ def restore_dataset(ds: Any, *, workers: int | None = None, gpus_per_worker: flo
     transform). Rows carry ``image`` or ``path`` (see :class:`DatasetWorker`); ``options`` are
     the restore options (:func:`restore_options`), e.g. ``models="models/"``,
     ``scratch="auto"``. One Restorer per worker; a dead worker's rows are retried once.
+    A photo that kills its worker twice fails the pipeline (Ray's ``ActorUnavailableError``,
+    unnamed); only :func:`restore_rows` (the CLI) can retry alone and record such a photo.
     """
     ray = _ray()
     from ray.data import ActorPoolStrategy
