@@ -19,11 +19,10 @@ import torch
 
 from oldphoto_core.errors import InputError
 from oldphoto_core.loading import ModelDescriptor
-from oldphoto_core.models import ModelSetManifest
+from oldphoto_core.models import REFERENCE_SETTINGS, ModelSetManifest
 from oldphoto_core.runtime.memory import USABLE_SHARE, WORKING_MEMORY
 from oldphoto_core.runtime.numerics import use_precision
 from oldphoto_core.runtime.progress import responsive
-from oldphoto_core.stages.scratch import DEFAULT_THRESHOLD
 
 from . import comfy_compat as compat
 
@@ -98,15 +97,19 @@ class OldPhotoModel:
     model_set: ModelSetManifest | None = None
 
     @property
+    def settings(self) -> ModelSetManifest:
+        """This file's set's settings (the reference's for a file of no set)."""
+        return self.model_set if self.model_set is not None else REFERENCE_SETTINGS
+
+    @property
     def tone(self) -> str:
-        """The output tone this file's set asks for (the reference's stretch without a set)."""
-        return self.model_set.tone if self.model_set is not None else "reference"
+        """The output tone this file's set asks for."""
+        return self.settings.tone
 
     @property
     def scratch_threshold(self) -> float:
-        """The detector threshold this file's set calibrated, else the reference's 0.4."""
-        calibrated = None if self.model_set is None else self.model_set.scratch_threshold
-        return DEFAULT_THRESHOLD if calibrated is None else calibrated
+        """The threshold this file's set runs its detector at."""
+        return self.settings.detector_threshold
 
     @property
     def descriptor(self) -> ModelDescriptor:

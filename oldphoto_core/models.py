@@ -21,12 +21,14 @@ import torch
 from .errors import CheckpointError, OldPhotoError
 from .loading import ModelDescriptor, load_model, peek_state_dict
 from .registry import detect_architecture
+from .stages.scratch import DEFAULT_THRESHOLD
 from .stages.tone import TONES
 
 __all__ = ["Role", "ROLES", "ModelStore", "MissingModelsError", "default_models_dir",
            "required_roles", "scan_models_dir", "BUNDLED_LABEL", "bundled_dir", "bundled_files",
            "bundled_manifest",
-           "manifest_files", "manifest_of", "read_manifest", "ModelSetManifest", "candidate_dirs",
+           "manifest_files", "manifest_of", "read_manifest", "ModelSetManifest",
+           "REFERENCE_SETTINGS", "candidate_dirs",
            "resolve_models", "auto_mode", "quality_reason"]
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
@@ -80,15 +82,15 @@ def auto_mode(store: ModelStore, hr: bool = False) -> str:
     or ``"quality"`` when the store is a declared model set that has the quality networks and
     either lacks the scratch ones or says its scratch path does not help (``auto_scratch``)."""
     scratch_roles = ["scratch_detector", "mapping_hr" if hr else "mapping_scratch"]
-    if getattr(store, "declared", False) and not store.missing(required_roles("quality")) \
-            and (store.missing(scratch_roles) or not getattr(store, "auto_scratch", True)):
+    if store.declared and not store.missing(required_roles("quality")) \
+            and (store.missing(scratch_roles) or not store.auto_scratch):
         return "quality"
     return "auto"
 
 
 def quality_reason(store: ModelStore) -> str:
     """Why :func:`auto_mode` chose the quality path for ``store``, for a log line."""
-    if getattr(store, "auto_scratch", True):
+    if store.auto_scratch:
         return "the set has no scratch networks"
     return "the set's card measured its scratch path no better than its quality path"
 
@@ -149,6 +151,15 @@ class ModelSetManifest:
     tone: str = "reference"
     scratch_threshold: float | None = None
     auto_scratch: bool = True
+
+    @property
+    def detector_threshold(self) -> float:
+        """The threshold its detector runs at: the calibrated one, else the reference's 0.4."""
+        return DEFAULT_THRESHOLD if self.scratch_threshold is None else self.scratch_threshold
+
+
+#: The settings of a folder without a manifest (the published checkpoints): the reference's.
+REFERENCE_SETTINGS = ModelSetManifest({})
 
 
 def read_manifest(folder: Path) -> ModelSetManifest | None:
@@ -375,16 +386,27 @@ class ModelStore:
     def adopt(self, manifest: ModelSetManifest | None) -> None:
         """Take a model set's settings from its manifest (None: a folder of published files,
         the reference's settings). Its files are not touched."""
-        #: the output tone this set asks for (:mod:`oldphoto_core.stages.tone`)
-        self.tone = manifest.tone if manifest is not None else "reference"
-        #: the detector threshold this set asks for (None: the reference's)
-        self.scratch_threshold = manifest.scratch_threshold if manifest is not None else None
-        #: whether ``scratch="auto"`` may take this set's scratch path
-        self.auto_scratch = manifest.auto_scratch if manifest is not None else True
+        #: the set's settings (:data:`REFERENCE_SETTINGS` without a manifest)
+        self.settings = manifest if manifest is not None else REFERENCE_SETTINGS
         #: a model set with a manifest names its networks: what it lacks it does not offer
         #: (``scratch="auto"`` then runs what it has), unlike a folder of published files
         #: missing some (an error that lists them)
         self.declared = manifest is not None
+
+    @property
+    def tone(self) -> str:
+        """The output tone this set asks for (:mod:`oldphoto_core.stages.tone`)."""
+        return self.settings.tone
+
+    @property
+    def scratch_threshold(self) -> float | None:
+        """The detector threshold this set calibrated (None: the reference's)."""
+        return self.settings.scratch_threshold
+
+    @property
+    def auto_scratch(self) -> bool:
+        """Whether ``scratch="auto"`` may take this set's scratch path."""
+        return self.settings.auto_scratch
 
     def missing(self, roles: list[str]) -> list[str]:
         return [r for r in roles if r not in self.files]

@@ -30,7 +30,7 @@ from .stages.restore import (
     map_latent,
     quality_working_size,
 )
-from .stages.scratch import DEFAULT_THRESHOLD, dilate_mask, luma, scratch_probability
+from .stages.scratch import dilate_mask, luma, scratch_probability
 from .stages.tone import TONES, apply_tone
 
 __all__ = ["Restorer", "RestoreResult", "SCRATCH_MODES", "FACE_MODES"]
@@ -129,8 +129,7 @@ class Restorer:
         (read at each use: a host may hand this restorer another store)."""
         if self._threshold is not None:
             return self._threshold
-        set_threshold = getattr(self.store, "scratch_threshold", None)
-        return set_threshold if set_threshold is not None else DEFAULT_THRESHOLD
+        return self.store.settings.detector_threshold
 
     def _tile(self, image: torch.Tensor) -> bool:
         return self._tiles(image.shape[-2] * image.shape[-1])
