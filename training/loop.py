@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from .export import verify, write_generator
 from .records import LossMeter, MetricsWriter, RunLog, write_grid
 from .schedule import make_scheduler
 from .stages import Stage, build_stage
+
+_IDLE_SCHEDULE_WARNING = r"Detected call of `lr_scheduler\.step\(\)` before `optimizer\.step\(\)`"
 
 __all__ = ["train", "RunResult", "STATE_FILE", "PREVIEW_ITEMS"]
 
@@ -106,8 +109,13 @@ def _train(cfg: TrainConfig, ctx: Context) -> RunResult:
         for batch in loader:
             batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
             losses = stage.train_step(batch, step)
-            for s in schedulers.values():
-                s.step()
+            with warnings.catch_warnings():
+                # a critic whose loss weight is 0 never steps its optimizer, yet its schedule
+                # keeps pace with the others (one resume state layout for every run): that
+                # is what torch warns about here, and it is intended
+                warnings.filterwarnings("ignore", message=_IDLE_SCHEDULE_WARNING)
+                for s in schedulers.values():
+                    s.step()
             step += 1
             meter.add(losses)
             bar.update(1)
