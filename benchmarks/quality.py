@@ -7,7 +7,9 @@ by :func:`oldphoto_core.degrade.degrade` at each of ``--seeds`` and quantised ba
 Per photo x seed, and on average, it prints:
 
 * PSNR and SSIM against the clean photo of the damaged input, the restoration and a classical
-  baseline (OpenCV non-local means, then Telea inpainting of the *detected* mask). Both metrics
+  baseline (OpenCV non-local means, then Telea inpainting of the *detected* mask; a set
+  without a detector, such as the bundled one, is scored without AUC and F1 unless
+  ``--detector`` lends one, and its baseline is non-local means alone). Both metrics
   are kornia's (``kornia.metrics.psnr``, ``kornia.metrics.ssim``: 11x11 Gaussian window, sigma
   1.5, ``padding="valid"`` so borders are not scored against reflected pixels) on RGB in 0..1;
 * the scratch detector's ROC AUC (its probability map at the input's resolution against the
@@ -27,15 +29,18 @@ scans (no clean reference, no metrics) into a contact sheet to look at.
 
 Usage::
 
-    python benchmarks/quality.py                          # resolve_models(), 512 px, seeds 0 1
+    python benchmarks/quality.py                          # resolve_models(), 512 px, seeds 0-7
     python benchmarks/quality.py --models /tmp/smoke/models --max-side 256 --seeds 0
     python benchmarks/quality.py --scratch on --out /tmp/q  # always take the scratch path
     python benchmarks/quality.py --samples ../shared/samples --max-side 256
-    python benchmarks/quality.py --detector runs/default/runs/detector/scratch_detector.safetensors
+    python benchmarks/quality.py --threshold 0.85 \
+        --detector runs/default/runs/detector/scratch_detector.safetensors  # one the set lacks
 
-Writes ``OUT/quality_sheet.png`` (rows photo x seed; columns clean | damaged | restored |
-baseline) and ``OUT/quality.json`` (every number), or ``OUT/samples_sheet.png`` (input |
-restored | baseline) with ``--samples``; ``OUT`` defaults to ``benchmarks/out/quality/``.
+Writes ``OUT/quality_sheet.png`` (rows photo x seed, of the first ``--sheet-seeds``; columns
+clean | damaged | restored | baseline: non-local means, then Telea inpainting of the detected
+mask, or non-local means alone with a set that has no detector) and ``OUT/quality.json``
+(every number), or ``OUT/samples_sheet.png`` (input | restored | baseline) with ``--samples``;
+``OUT`` defaults to ``benchmarks/out/quality/``.
 """
 
 from __future__ import annotations
@@ -172,6 +177,15 @@ def detect(image: torch.Tensor, restorer: Restorer) -> tuple[torch.Tensor, torch
     return prob[0, 0], mask[0, 0]
 
 
+def detect_if_able(image: torch.Tensor, restorer: Restorer
+                   ) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """:func:`detect`, or for a set without a detector ``(None, all-zero mask)``: nothing to
+    score, and the baseline, given no mask, is non-local means alone."""
+    if "scratch_detector" in restorer.store:
+        return detect(image, restorer)
+    return None, torch.zeros(image.shape[-2:])
+
+
 @torch.inference_mode()
 def quality_ceiling(clean: torch.Tensor, damaged: torch.Tensor,
                     restorer: Restorer) -> torch.Tensor:
@@ -223,23 +237,26 @@ def evaluate_pair(clean: np.ndarray, seed: int, restorer: Restorer, *,
     t0 = time.perf_counter()
     result = restorer.restore(damaged_t, scratch=scratch)
     t_restore = time.perf_counter() - t0
-    prob, mask = detect(damaged_t, restorer)
+    prob, mask = detect_if_able(damaged_t, restorer)
     t0 = time.perf_counter()
     base = baseline(damaged, mask.numpy())
     t_base = time.perf_counter() - t0
     restored = to_u8(result.images)
     truth = damage.mask[0, 0].numpy() > 0.5
-    found = (prob >= restorer.scratch_threshold).numpy()  # before the all-ones quirk
     row: dict = {"mode": result.mode}
     ceiling = to_tensor(to_u8(quality_ceiling(clean_t, damaged_t, restorer)))
     for name, img in (("damaged", damaged_t), ("restored", result.images.float()),
                       ("baseline", to_tensor(base)), ("ceiling", ceiling)):
         row[f"{name}_psnr"], row[f"{name}_ssim"] = psnr_ssim(img, clean_t)
+    row.update(dict.fromkeys(("auc", "f1", "auc_visible", "f1_visible",
+                              "detected_mask_fraction"), math.nan))
+    if prob is not None:
+        found = (prob >= restorer.scratch_threshold).numpy()  # before the all-ones quirk
+        row.update(auc=roc_auc(truth, prob.numpy()), f1=f1(truth, found),
+                   auc_visible=roc_auc(shown, prob.numpy()), f1_visible=f1(shown, found),
+                   detected_mask_fraction=float(found.mean()))
     row.update(
-        auc=roc_auc(truth, prob.numpy()), f1=f1(truth, found),
-        auc_visible=roc_auc(shown, prob.numpy()), f1_visible=f1(shown, found),
         gt_mask_fraction=float(truth.mean()), visible_mask_fraction=float(shown.mean()),
-        detected_mask_fraction=float(found.mean()),
         used_mask_fraction=float(mask.mean()),
         beats_baseline=row["restored_psnr"] > row["baseline_psnr"],
         mask_agrees=(None if restorer.scratch_mode(scratch) == "off"
@@ -316,6 +333,16 @@ def _json_ready(v):
     return v
 
 
+def sheet_row(photo: str, seed: int, r: dict, im: dict) -> list[tuple[np.ndarray, str]]:
+    """The contact sheet's row of one photo x seed: clean | damaged | restored | baseline."""
+    return [(im["clean"], f"{photo} seed {seed}"),
+            (im["damaged"], f"damaged {r['damaged_psnr']:.2f} dB, SSIM {r['damaged_ssim']:.3f}"),
+            (im["restored"], f"restored ({r['mode']}) {r['restored_psnr']:.2f} dB, "
+                             f"SSIM {r['restored_ssim']:.3f}"),
+            (im["baseline"], f"baseline {r['baseline_psnr']:.2f} dB, "
+                             f"SSIM {r['baseline_ssim']:.3f}")]
+
+
 def run_benchmark(args: argparse.Namespace, restorer: Restorer) -> None:
     """Every held-out photo x seed: print the table, write the sheet and the JSON."""
     print(HEADER)
@@ -330,14 +357,8 @@ def run_benchmark(args: argparse.Namespace, restorer: Restorer) -> None:
             print(table_line(f"{photo.name:<13}{seed:>4}", r), flush=True)
             if r["mask_agrees"] is False:
                 print("  warning: detect() did not reproduce the restoration's mask")
-            sheet.append([
-                (im["clean"], f"{photo.name} seed {seed}"),
-                (im["damaged"], f"damaged {r['damaged_psnr']:.2f} dB, "
-                                f"SSIM {r['damaged_ssim']:.3f}"),
-                (im["restored"], f"restored ({r['mode']}) {r['restored_psnr']:.2f} dB, "
-                                 f"SSIM {r['restored_ssim']:.3f}"),
-                (im["baseline"], f"baseline {r['baseline_psnr']:.2f} dB, "
-                                 f"SSIM {r['baseline_ssim']:.3f}")])
+            if args.sheet_seeds <= 0 or seed in args.seeds[:args.sheet_seeds]:
+                sheet.append(sheet_row(photo.name, seed, r, im))
     mean: dict = {k: _nanmean([r[k] for r in rows]) for k in METRICS}
     wins = sum(r["beats_baseline"] for r in rows)
     print(table_line(f"{'mean':<17}", {**mean, "mode": ""}))
@@ -369,13 +390,16 @@ def run_samples(args: argparse.Namespace, restorer: Restorer) -> None:
         photo = fit_max_side(to_u8(rgb), args.max_side)  # alpha dropped, 8 bits
         x = to_tensor(photo)
         result = restorer.restore(x, scratch=args.scratch)
-        prob, mask = detect(x, restorer)
+        prob, mask = detect_if_able(x, restorer)
         base = baseline(photo, mask.numpy())
-        found = float((prob >= restorer.scratch_threshold).float().mean())
-        print(f"{name}: {photo.shape[1]}x{photo.shape[0]} {result.mode}, detected "
-              f"{100 * found:.1f}%, inpainted {100 * float(mask.mean()):.1f}%", flush=True)
+        found = ("no detector" if prob is None else
+                 f"detected {100 * float((prob >= restorer.scratch_threshold).float().mean()):.1f}"
+                 "%")
+        print(f"{name}: {photo.shape[1]}x{photo.shape[0]} {result.mode}, {found}, inpainted "
+              f"{100 * float(mask.mean()):.1f}%", flush=True)
         rows.append([(photo, name), (to_u8(result.images), f"restored ({result.mode})"),
-                     (base, f"baseline (inpainted {100 * float(mask.mean()):.1f}%)")])
+                     (base, "baseline (NLM alone)" if prob is None else
+                      f"baseline (inpainted {100 * float(mask.mean()):.1f}%)")])
     if not rows:
         raise SystemExit(f"no images under {args.samples}")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -389,7 +413,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", default=None, metavar="DIR",
                     help="model set folder (a manifest.json is honoured); default: as the CLI")
     ap.add_argument("--scratch", choices=SCRATCH_MODES, default="auto")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(8)),
+                    help="degrade seeds per photo (default 0-7: the damage drawn varies a "
+                         "lot from seed to seed, so few seeds make a noisy mean)")
+    ap.add_argument("--sheet-seeds", type=int, default=2, metavar="N",
+                    help="rows of the first N seeds go into the contact sheet (default 2; "
+                         "0: all), which stays small enough to look at")
     ap.add_argument("--max-side", type=int, default=512, help="0: full size")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--samples", type=Path, default=None, metavar="DIR",
@@ -397,6 +426,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--detector", type=Path, default=None, metavar="FILE",
                     help="a scratch detector to score (AUC, F1) and to give the baseline its "
                          "mask when the model set has none (the bundled set ships none)")
+    ap.add_argument("--threshold", type=float, default=None, metavar="P",
+                    help="the detector's threshold (F1, the baseline's mask, the scratch "
+                         "path); default: the set's, e.g. what the recipe calibrated, else 0.4")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch and OpenCV threads")
     args = ap.parse_args(argv)
@@ -405,14 +437,16 @@ def main(argv: list[str] | None = None) -> None:
         cv2.setNumThreads(args.threads)
     store = resolve_models(args.models, device=args.device)  # a set's manifest.json too
     print(f"models: {store.label}")
-    restorer = Restorer(store, device=args.device)
+    restorer = Restorer(store, device=args.device, scratch_threshold=args.threshold)
     restorer.check_models(args.scratch)
     if args.detector and "scratch_detector" not in store:
         store.put("scratch_detector", load_model(args.detector, expect="scratch_detector",
                                                  device=args.device))
         print(f"detector: {args.detector} (scored; the restoration runs "
               f"{restorer.scratch_mode(args.scratch)!r})")
-    store.require(["scratch_detector"])  # the baseline's mask and the AUC, even with "off"
+    if "scratch_detector" not in store:
+        print("no scratch detector in this set (give one with --detector): no AUC or F1, and "
+              "the baseline is non-local means without inpainting")
     (run_samples if args.samples else run_benchmark)(args, restorer)
 
 

@@ -128,3 +128,55 @@ def test_fit_max_side_antialiased_downscale_only(quality):
     assert quality.fit_max_side(img, 150).shape == (150, 100, 3)
     assert quality.fit_max_side(img, 512) is img
     assert quality.fit_max_side(img, 0) is img
+
+
+@pytest.fixture
+def quality_only_set(tiny_bundled_set, tmp_path) -> Path:
+    """A copy of the tiny set without detector or scratch mapping, as the bundled set ships."""
+    import json
+    import shutil
+
+    folder = tmp_path / "quality_only"
+    folder.mkdir()
+    roles = {r: tiny_bundled_set[r].name for r in ("vae_a", "vae_b_quality", "mapping_quality")}
+    for role, name in roles.items():
+        shutil.copy(tiny_bundled_set[role], folder / name)
+    (folder / "manifest.json").write_text(json.dumps({"set": "q", "roles": roles,
+                                                      "tone": "anchor"}))
+    return folder
+
+
+def test_a_set_without_a_detector_is_benchmarked_with_nlm_alone(quality_only_set, quality):
+    """The bundled set ships no detector: the benchmark still restores and scores the
+    images, leaves the detector's figures undefined and gives the baseline no mask."""
+    from oldphoto_core.models import resolve_models
+    from oldphoto_core.pipeline import Restorer
+    from training.recipes.photos import HELD_OUT, load_photo
+
+    restorer = Restorer(resolve_models(str(quality_only_set)))
+    assert "scratch_detector" not in restorer.store
+    crop = np.ascontiguousarray(load_photo(HELD_OUT[0])[60:156, 180:276])
+    row = quality.evaluate_pair(crop, 1, restorer)
+    images = row.pop("images")
+    assert row["mode"] == "quality" and row["used_mask_fraction"] == 0
+    for key in ("auc", "f1", "auc_visible", "f1_visible", "detected_mask_fraction"):
+        assert math.isnan(row[key]), key
+    assert 0 < row["gt_mask_fraction"] < 1
+    assert np.array_equal(images["baseline"], quality.baseline(images["damaged"],
+                                                               np.zeros((96, 96))))
+    for name in ("damaged", "restored", "baseline", "ceiling"):
+        assert math.isfinite(row[f"{name}_psnr"]), name
+
+
+def test_samples_sheet_without_a_detector(quality_only_set, quality, tmp_path, capsys):
+    """``--samples`` with a set that has no detector writes the sheet, baseline unmasked."""
+    from PIL import Image
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    Image.fromarray(np.full((40, 52, 3), 120, np.uint8)).save(scans / "a.png")
+    out = tmp_path / "out"
+    quality.main(["--models", str(quality_only_set), "--samples", str(scans), "--out", str(out)])
+    assert (out / "samples_sheet.png").is_file()
+    printed = capsys.readouterr().out
+    assert "no scratch detector in this set" in printed and "a.png: 52x40 quality" in printed
