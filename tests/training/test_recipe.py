@@ -33,9 +33,10 @@ def _toy(recipe: Recipe, **over) -> Recipe:
 
 def _shipping_scratch(recipe: Recipe) -> Recipe:
     """``recipe`` with its detector and scratch mapping in the set (the default recipe trains
-    them but does not ship them) and ``scratch="auto"`` kept on the quality path: the
-    runner's calibration and auto policy at work."""
-    bundles = {"vae_clean": {"VAE_B.safetensors": ("vae_b_quality", "vae_b_scratch")},
+    them but does not ship them), the scratch mapping beside the clean-photo VAE it was
+    trained with, and ``scratch="auto"`` kept on the quality path: the runner's calibration
+    and auto policy at work."""
+    bundles = {"vae_clean": {"VAE_B_scratch.safetensors": ("vae_b_scratch",)},
                "detector": {"scratch_detector.safetensors": ("scratch_detector",)},
                "mapping_scratch": {"mapping_scratch.safetensors": ("mapping_scratch",)}}
     steps = tuple(dataclasses.replace(s, bundled=bundles.get(s.name, s.bundled))
@@ -69,6 +70,13 @@ def test_recipe_trains_assembles_and_resumes_exactly(tmp_path):
     for p in PHOTOS:
         assert p.name in card and p.licence in card
     assert "python -m training recipe default" in card
+    # a fine-tuned file counts the rounds it went through, and the card's training table the
+    # steps it was fine-tuned from or trained against, shipped or not
+    vae_b = next(line for line in card.splitlines() if line.startswith("| `VAE_B.safetensors`"))
+    assert vae_b.endswith("| 3 + 3 |")
+    for step in ("vae_clean", "vae_old", "mapping_quality", "vae_clean_ft",
+                 "mapping_quality_ft"):
+        assert f"| `{step}` | `" in card, step
     # the detector's threshold: the best F1 on the training photos, said in the card
     from training.recipes.calibrate import THRESHOLDS
     assert manifest["scratch_threshold"] in THRESHOLDS
@@ -99,7 +107,7 @@ def test_recipe_trains_assembles_and_resumes_exactly(tmp_path):
     assert any("[vae_clean] done" in line for line in logs)
     assert any("continuing at step 2" in line for line in logs)
     resumed = _weights(parts)
-    assert set(resumed) == {"VAE_A.safetensors", "VAE_B.safetensors",
+    assert set(resumed) == {"VAE_A.safetensors", "VAE_B_scratch.safetensors",
                             "scratch_detector.safetensors"}
     assert resumed == {name: w for name, w in _weights(full).items() if name in resumed}
 

@@ -24,6 +24,32 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
+def _refs(step: Step) -> list[str]:
+    """The earlier steps ``step`` takes a network from (its ``"@name"`` options)."""
+    return [v[1:] for v in step.options.values() if isinstance(v, str) and v.startswith("@")]
+
+
+def _lineage(recipe: Recipe, step: Step) -> list[Step]:
+    """``step`` and the steps its weights were fine-tuned from (``init``), oldest first."""
+    by_name = {s.name: s for s in recipe.steps}
+    chain = [step]
+    while isinstance(init := chain[0].options.get("init"), str) and init.startswith("@"):
+        chain.insert(0, by_name[init[1:]])
+    return chain
+
+
+def _contributing(recipe: Recipe, shipped: list[Step]) -> list[Step]:
+    """Every step the shipped files depend on (fine-tuned from, or trained against), in
+    recipe order: the training a set cost is theirs, not only the last round's."""
+    by_name, needed, todo = {s.name: s for s in recipe.steps}, set(), list(shipped)
+    while todo:
+        step = todo.pop()
+        if step.name not in needed:
+            needed.add(step.name)
+            todo += [by_name[n] for n in _refs(step)]
+    return [s for s in recipe.steps if s.name in needed]
+
+
 def write_card(path: Path, recipe: Recipe, out: Path, record: dict[str, Any],
                rows: list[tuple[Step, str, tuple[str, ...], Path]]) -> None:
     """Write the card for the set assembled from ``rows`` (step, bundled name, roles, source)."""
@@ -35,21 +61,23 @@ def write_card(path: Path, recipe: Recipe, out: Path, record: dict[str, Any],
              "## Networks", "",
              "| file | serves | network | width | parameters | size | steps |",
              "|---|---|---|---|---|---|---|"]
-    total_seconds, total_bytes = 0.0, 0
-    timing = []
+    total_bytes = 0
     for step, name, roles, src in rows:
         desc = load_model(src)
         meta = desc.metadata
         params = sum(p.numel() for p in desc.model.parameters())
         size = (path.parent / name).stat().st_size
         total_bytes += size
+        rounds = [str(s.options.get("steps", "?")) for s in _lineage(recipe, step)[:-1]]
+        steps = " + ".join([*rounds, str(meta.get("oldphoto.training.step", "?"))])
         lines.append(f"| `{name}` | {', '.join(roles)} | {desc.arch.title} | "
                      f"{meta.get('oldphoto.training.width', '?')} | {params / 1e6:.2f} M | "
-                     f"{size / 1e6:.1f} MB | {meta.get('oldphoto.training.step', '?')} |")
+                     f"{size / 1e6:.1f} MB | {steps} |")
+    total_seconds, timing = 0.0, []
+    for step in _contributing(recipe, [row[0] for row in rows]):
         seconds = compute_seconds(out / "runs" / step.name / "metrics.jsonl")
         total_seconds += seconds
-        opts = ", ".join(f"{k}={v}" for k, v in step.options.items() if not str(v).startswith(
-            "@"))
+        opts = ", ".join(f"{k}={v}" for k, v in step.options.items())
         timing.append(f"| `{step.name}` | `{step.stage}` | {opts} | {_minutes(seconds)} |")
     lines += ["", f"Together: {total_bytes / 1e6:.1f} MB.", ""]
     if recipe.tone != "reference":
@@ -86,7 +114,8 @@ def write_card(path: Path, recipe: Recipe, out: Path, record: dict[str, Any],
               "from the seed and the sample's position.", "",
               "## Training", "",
               "| step | stage | settings | training time |", "|---|---|---|---|", *timing, "",
-              f"Total training time: {_minutes(total_seconds)} (the sum of the steps' logged "
+              f"Total training time: {_minutes(total_seconds)} (the steps the shipped files "
+              "were trained in or against, fine-tuning rounds included: the sum of their logged "
               "step times, data loading in parallel worker processes included; interruptions "
               "and resumes not counted; steps that ran beside each other count in full).", "",
               "Machine(s): " + "; ".join(record.get("machines", ["?"])) + ".", "",

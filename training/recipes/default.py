@@ -4,15 +4,17 @@ Reduced widths of the published architectures, trained on the package photos of
 :mod:`training.recipes.photos`, sized so that two CPU cores train the whole set in hours, not
 weeks, and the five files stay well under 30 MB:
 
-==================  =========  ======  =====================================================
-step                network    width   what it stands for
-==================  =========  ======  =====================================================
-``vae_clean``       VAE        32      VAE_B_quality (the decoder)
-``vae_old``         VAE        32      VAE_A_quality (the encoder)
-``detector``        U-Net      16      FT_Epoch_latest (scratch detection; not shipped)
-``mapping_scratch`` mapping    64      mapping_scratch (partial non-local; not shipped)
-``mapping_quality`` mapping    64      mapping_quality
-==================  =========  ======  =====================================================
+=====================  =========  ======  ==================================================
+step                   network    width   what it stands for
+=====================  =========  ======  ==================================================
+``vae_clean``          VAE        32      VAE_B_quality (the decoder), first round
+``vae_old``            VAE        32      VAE_A_quality (the encoder)
+``detector``           U-Net      16      FT_Epoch_latest (scratch detection; not shipped)
+``mapping_scratch``    mapping    64      mapping_scratch (partial non-local; not shipped)
+``mapping_quality``    mapping    64      mapping_quality, first round
+``vae_clean_ft``       VAE        32      VAE_B_quality, fine-tuned (shipped)
+``mapping_quality_ft`` mapping    64      mapping_quality, fine-tuned on it (shipped)
+=====================  =========  ======  ==================================================
 
 Objective: the paper's fidelity terms (KL + alpha L1 for the VAEs, KL at MUNIT's weight 0.01;
 lambda1 latent L1 for the
@@ -25,8 +27,10 @@ Adam at 5e-4 (the paper's 2e-4 is tuned for GAN training; fidelity-only training
 networks converges faster with a larger step), constant for half the run, then decaying
 linearly to zero. 4000 steps for the VAEs and 2000 for the detector (a full-resolution U-Net);
 the mappings, which only translate between the frozen VAEs' latents, 1500 (quality) and 1000
-(scratch: its attention makes a step cost twice as much). About three and a half hours on two
-CPU cores, over two sessions if need be (the runner resumes). The steps are independent once
+(scratch: its attention makes a step cost twice as much). A second round fine-tunes the
+shipped pair: the clean-photo VAE 3000 steps more, then the quality mapping 2000 steps more on
+its latents, each at half the step size. About five hours on two CPU cores, over two sessions
+if need be (the runner resumes). The steps are independent once
 their inputs exist, so the detector and each mapping can also run beside another step (two
 processes of one thread each on two cores). Colour channels are permuted at random per crop
 (``color_augment``): of the nine training photos six are grey and the others mostly red,
@@ -51,12 +55,14 @@ _COMMON = {"crop": 128, "batch": 8, "seed": 0, "lr": 5e-4, "gan_weight": 0.0,
 #: alone it holds the latent at mean(mu^2) ~ 0.4 against unit noise, and the reconstructions
 #: stay blurred (seen at step 500 of a first run).
 _VAE = {"width": 32, "steps": 4000, "kl_weight": 0.01}
+#: Fine-tuning rounds: a new data order (seed 1) and half the first round's step size.
+_SECOND_ROUND = {"seed": 1, "lr": 2.5e-4, "sample_every": 1000}
+MAPPING_FT_STEPS = 2000
 
 DEFAULT = Recipe(
     name="default",
     steps=(
-        Step("vae_clean", "vae_clean", {**_COMMON, **_VAE, "variant": "quality"},
-             bundled={"VAE_B.safetensors": ("vae_b_quality",)}),
+        Step("vae_clean", "vae_clean", {**_COMMON, **_VAE, "variant": "quality"}),
         # the shipped VAE_A was trained before --damage-scale existed: its synthetic old photos
         # have defects at the crop's scale, which this pins so that the recipe still makes it
         Step("vae_old", "vae_old", {**_COMMON, **_VAE, "damage_scale": "crop"},
@@ -73,7 +79,20 @@ DEFAULT = Recipe(
               "vae_old": "@vae_old", "vae_clean": "@vae_clean"}, bundled={}),
         Step("mapping_quality", "mapping",
              {**_COMMON, "width": 64, "steps": 1500, "variant": "quality",
-              "vae_old": "@vae_old", "vae_clean": "@vae_clean"},
+              "vae_old": "@vae_old", "vae_clean": "@vae_clean"}),
+        # the second round: what the clean-photo VAE loses of a photo's detail caps every
+        # restoration (docs/models.md, "Measured quality"), so it trains on from where it
+        # stopped, with a fresh data order, half the step size and a tenth of the KL weight
+        # (the latent may carry more detail through the unit noise), and the mapping follows
+        # it into its refined latent space
+        Step("vae_clean_ft", "vae_clean",
+             {**_COMMON, **_VAE, **_SECOND_ROUND, "steps": 3000, "kl_weight": 0.001,
+              "variant": "quality", "init": "@vae_clean"},
+             bundled={"VAE_B.safetensors": ("vae_b_quality",)}),
+        Step("mapping_quality_ft", "mapping",
+             {**_COMMON, **_SECOND_ROUND, "width": 64, "steps": MAPPING_FT_STEPS,
+              "variant": "quality", "init": "@mapping_quality",
+              "vae_old": "@vae_old", "vae_clean": "@vae_clean_ft"},
              bundled={"mapping_quality.safetensors": ("mapping_quality",)}),
     ),
     tone="anchor",
