@@ -24,17 +24,12 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
-def _refs(step: Step) -> list[str]:
-    """The earlier steps ``step`` takes a network from (its ``"@name"`` options)."""
-    return [v[1:] for v in step.options.values() if isinstance(v, str) and v.startswith("@")]
-
-
 def _lineage(recipe: Recipe, step: Step) -> list[Step]:
     """``step`` and the steps its weights were fine-tuned from (``init``), oldest first."""
     by_name = {s.name: s for s in recipe.steps}
     chain = [step]
-    while isinstance(init := chain[0].options.get("init"), str) and init.startswith("@"):
-        chain.insert(0, by_name[init[1:]])
+    while (init := chain[0].ref("init")) is not None:
+        chain.insert(0, by_name[init])
     return chain
 
 
@@ -46,7 +41,7 @@ def _contributing(recipe: Recipe, shipped: list[Step]) -> list[Step]:
         step = todo.pop()
         if step.name not in needed:
             needed.add(step.name)
-            todo += [by_name[n] for n in _refs(step)]
+            todo += [by_name[n] for n in step.refs()]
     return [s for s in recipe.steps if s.name in needed]
 
 

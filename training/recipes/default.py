@@ -57,7 +57,6 @@ _COMMON = {"crop": 128, "batch": 8, "seed": 0, "lr": 5e-4, "gan_weight": 0.0,
 _VAE = {"width": 32, "steps": 4000, "kl_weight": 0.01}
 #: Fine-tuning rounds: a new data order (seed 1) and half the first round's step size.
 _SECOND_ROUND = {"seed": 1, "lr": 2.5e-4, "sample_every": 1000}
-MAPPING_FT_STEPS = 2000
 
 DEFAULT = Recipe(
     name="default",
@@ -90,7 +89,7 @@ DEFAULT = Recipe(
               "variant": "quality", "init": "@vae_clean"},
              bundled={"VAE_B.safetensors": ("vae_b_quality",)}),
         Step("mapping_quality_ft", "mapping",
-             {**_COMMON, **_SECOND_ROUND, "width": 64, "steps": MAPPING_FT_STEPS,
+             {**_COMMON, **_SECOND_ROUND, "width": 64, "steps": 2000,
               "variant": "quality", "init": "@mapping_quality",
               "vae_old": "@vae_old", "vae_clean": "@vae_clean_ft"},
              bundled={"mapping_quality.safetensors": ("mapping_quality",)}),

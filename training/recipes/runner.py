@@ -57,6 +57,19 @@ class Step:
     options: dict[str, Any]
     bundled: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
+    def ref(self, option: str) -> str | None:
+        """The earlier step an option names (``"@name"`` -> ``"name"``), else None."""
+        return step_ref(self.options.get(option))
+
+    def refs(self) -> list[str]:
+        """Every earlier step this one takes a network from."""
+        return [n for v in self.options.values() if (n := step_ref(v)) is not None]
+
+
+def step_ref(value: Any) -> str | None:
+    """``"@name"`` -> ``"name"``: an option value naming an earlier step's generator."""
+    return value[1:] if isinstance(value, str) and value.startswith("@") else None
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -88,11 +101,12 @@ def _config(recipe: Recipe, recipe_out: Path, step: Step, *, device: str,
     earlier = {s.name: s for s in recipe.steps[:recipe.steps.index(step)]}
 
     def resolve(value: Any) -> Any:
-        if not (isinstance(value, str) and value.startswith("@")):
+        name = step_ref(value)
+        if name is None:
             return value
-        if value[1:] not in earlier:
+        if name not in earlier:
             raise TrainingError(f"step {step.name} refers to {value}, which is no earlier step")
-        return _generator(recipe_out, earlier[value[1:]])
+        return _generator(recipe_out, earlier[name])
 
     opts = {k: resolve(v) for k, v in step.options.items()}
     cfg = TrainConfig(stage=step.stage, data=recipe_out / "data" / "train",
