@@ -18,8 +18,10 @@ Three ways to set the tone of the decoded image ``y`` (NCHW, 0..1):
   :data:`ANCHOR_SIGMA_FRACTION` of the short side) are replaced by the input's, ignoring
   masked (scratch) pixels of the input by normalised convolution, then the levels are
   stretched with :data:`ANCHOR_CLIP` of the pixels clipped at each end (a robust auto-levels
-  that undoes the fade the input's tone brings with it). A model set asks for it in its
-  manifest (``"tone": "anchor"``); the bundled set does.
+  that undoes the fade the input's tone brings with it). Inside a masked region wider than the
+  Gaussian the tone is filled in from the region's surroundings (:func:`fill_from_surroundings`),
+  never left to the decoder, whose guess of the tone is what the anchor is there to replace.
+  A model set asks for it in its manifest (``"tone": "anchor"``); the bundled set does.
 * ``"none"``: ``y`` as decoded, clamped to 0..1.
 """
 
@@ -27,11 +29,12 @@ from __future__ import annotations
 
 import kornia
 import torch
+import torch.nn.functional as F
 
 from ..errors import InputError
 
 __all__ = ["TONES", "ANCHOR_CLIP", "ANCHOR_SIGMA_FRACTION", "apply_tone", "anchor_tone",
-           "reference_stretch", "stretch_levels"]
+           "fill_from_surroundings", "reference_stretch", "stretch_levels"]
 
 TONES = ("reference", "anchor", "none")
 #: Gaussian sigma of the anchoring, as a fraction of the image's short side (2 px at 256 px).
@@ -43,8 +46,8 @@ ANCHOR_CLIP = 0.005
 #: Histogram bins of the clipped levels: the quantiles are exact to 1/4096 of the range,
 #: well below one 8-bit level, with memory that does not grow with the image.
 _LEVEL_BINS = 4096
-#: Where less than this share of a neighbourhood is unmasked input, the output's own low
-#: frequencies take over (a hole has no tone of its own to anchor to).
+#: Where less than this share of a neighbourhood is unmasked input, the tone of the region's
+#: surroundings takes over (a hole has no tone of its own to anchor to).
 _MIN_UNMASKED = 0.5
 
 
@@ -103,8 +106,9 @@ def anchor_tone(image: torch.Tensor, source: torch.Tensor, mask: torch.Tensor | 
         image: ``[B, C, H, W]`` decoded photo.
         source: ``[B, C, H, W]`` the input it was restored from (same size).
         mask: optional ``[B, 1, H, W]``, 1 where the source is damaged (scratches): those
-            pixels do not lend their tone; where a neighbourhood is mostly masked the output's
-            own low frequencies are kept.
+            pixels do not lend their tone; where a neighbourhood is mostly masked the tone
+            comes from the surroundings of the masked region (the output's own low
+            frequencies only when the whole photo is masked).
         sigma: Gaussian sigma in pixels; default :data:`ANCHOR_SIGMA_FRACTION` of the short
             side (at least 1).
 
@@ -125,8 +129,46 @@ def anchor_tone(image: torch.Tensor, source: torch.Tensor, mask: torch.Tensor | 
         weight = _blur(keep, sigma)
         low = _blur(source * keep, sigma) / weight.clamp(min=1e-6)
         trust = (weight / _MIN_UNMASKED).clamp(max=1)
-        low = trust * low + (1 - trust) * own
+        # untrusted values start as the decoder's own, which is what a photo masked
+        # everywhere keeps (it has no tone to lend); elsewhere the surroundings replace them
+        low = fill_from_surroundings(torch.where(trust > 0, low, own), trust)
     return (image - own + low).clamp_(0, 1)
+
+
+def fill_from_surroundings(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Fill the untrusted parts of ``values`` from their trusted surroundings (pull-push).
+
+    Why: a detected scratch or hole wider than the anchoring's Gaussian has no input tone
+    nearby. Falling back to the decoder's own low frequencies painted such regions in the
+    decoder's guessed colours (dark blotches over bright areas, measured on the held-out
+    photos); their surroundings are the best estimate of the tone they hide, as for any
+    inpainting of smooth content. Pull: halve the resolution repeatedly, each coarse pixel
+    the weighted mean of its 2x2 block, trusted as far as the block's weights sum to 1. Push:
+    from the coarsest level back up, each level keeps its own values as far as it trusts
+    them and takes the bilinearly upsampled coarser level for the rest. The pyramid costs a
+    third of the image's memory.
+
+    Args:
+        values: ``[B, C, H, W]``.
+        weight: ``[B, 1, H, W]`` in 0..1, how far each value is trusted (0: fill it).
+
+    Returns:
+        ``[B, C, H, W]``: ``weight * values + (1 - weight) * (the surroundings' values)``;
+        where an item trusts nothing at all, its values are returned unchanged.
+    """
+    levels = [(values, weight)]
+    while max(levels[-1][0].shape[-2:]) > 1:  # down to one pixel, which any trust reaches
+        v, w = levels[-1]
+        k = tuple(2 if n > 1 else 1 for n in v.shape[-2:])
+        total = F.avg_pool2d(w, k, ceil_mode=True, divisor_override=1)
+        mean = F.avg_pool2d(v * w, k, ceil_mode=True, divisor_override=1) / total.clamp(min=1e-12)
+        levels.append((mean, total.clamp(max=1)))
+    filled = levels[-1][0]
+    for v, w in reversed(levels[:-1]):
+        up = F.interpolate(filled, size=v.shape[-2:], mode="bilinear", align_corners=False)
+        filled = w * v + (1 - w) * up
+    trusts_some = (weight.flatten(1).amax(1) > 0).view(-1, 1, 1, 1)
+    return torch.where(trusts_some, filled, values)
 
 
 def apply_tone(image: torch.Tensor, tone: str, source: torch.Tensor | None = None,

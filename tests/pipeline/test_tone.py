@@ -15,6 +15,7 @@ from oldphoto_core.stages.tone import (
     ANCHOR_CLIP,
     anchor_tone,
     apply_tone,
+    fill_from_surroundings,
     reference_stretch,
     stretch_levels,
 )
@@ -76,6 +77,35 @@ def test_masked_source_pixels_lend_no_tone():
     scratched[:, :, 20:24, :] = 1.0  # the scratch painted white in the input
     b = anchor_tone(image, scratched, mask)
     assert torch.equal(a, b)
+
+
+def test_a_wide_masked_region_takes_the_tone_of_its_surroundings():
+    """A hole far wider than the anchoring's Gaussian: its tone comes from around it, not
+    from the decoder's guess (which painted dark blotches over bright areas), and a photo
+    masked everywhere keeps the decoder's own tone, having none to lend."""
+    source = torch.full((1, 3, 64, 80), 0.8)
+    source[:, :, 16:48, 20:60] = 0.0  # what the masked input holds there must not matter
+    decoded = torch.full((1, 3, 64, 80), 0.2)  # right detail (none), wrong global tone
+    mask = torch.zeros(1, 1, 64, 80)
+    mask[:, :, 16:48, 20:60] = 1
+    anchored = anchor_tone(decoded, source, mask)
+    # constants stay constants through every weighted mean: a few float32 roundings apart
+    assert torch.allclose(anchored, torch.full_like(anchored, 0.8), atol=1e-5)
+    everywhere = anchor_tone(decoded, source, torch.ones(1, 1, 64, 80))
+    assert torch.allclose(everywhere, decoded, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(48, 64), (17, 203), (1, 5), (1, 1)])
+def test_fill_from_surroundings_keeps_what_it_trusts(size):
+    g = torch.Generator().manual_seed(8)
+    values = torch.rand(2, 3, *size, generator=g)
+    weight = (torch.rand(2, 1, *size, generator=g) > 0.7).float()
+    weight[1] = 0  # an item with nothing to trust comes back as it was
+    filled = fill_from_surroundings(values, weight)
+    assert filled.shape == values.shape and torch.isfinite(filled).all()
+    trusted = weight.expand_as(values) > 0
+    assert torch.equal(filled[trusted], values[trusted])
+    assert torch.equal(filled[1], values[1])
 
 
 def test_anchor_tone_needs_a_source_and_equal_sizes():
