@@ -8,7 +8,7 @@ Per photo x seed, and on average, it prints:
 
 * PSNR and SSIM against the clean photo of the damaged input, the restoration and a classical
   baseline (OpenCV non-local means, then Telea inpainting of the *detected* mask; a set
-  without a detector, such as the bundled one, is scored without AUC and F1 unless
+  without a detector is scored without AUC and F1 unless
   ``--detector`` lends one, and its baseline is non-local means alone). Both metrics
   are kornia's (``kornia.metrics.psnr``, ``kornia.metrics.ssim``: 11x11 Gaussian window, sigma
   1.5, ``padding="valid"`` so borders are not scored against reflected pixels) on RGB in 0..1;
@@ -16,8 +16,9 @@ Per photo x seed, and on average, it prints:
   ground-truth defect mask of ``degrade``) and F1 of its mask at the restoration's threshold;
   and both against the *visible* part of that mask (``DegradeConfig.mask_visible_threshold``:
   the drawn damage that still shows after the blur, noise and JPEG drawn for the row). No
-  detector can find the rest, which caps the first AUC: when a quarter of the mask is hidden,
-  a detector that is perfect on what shows scores about 0.875;
+  detector can find the rest, which caps the first AUC: a detector that marks exactly what
+  shows scores ``0.5 + 0.5 * shown / drawn`` against the whole mask (``auc_cap``; 0.875 when a
+  quarter of the mask is hidden);
 * whether the restoration beat the baseline in PSNR, and on how many of the rows it did;
 * the quality path's ceiling (:func:`quality_ceiling`): PSNR and SSIM of what a *perfect*
   quality mapping would give with this set's clean-photo VAE and output tone. What the
@@ -71,7 +72,7 @@ from oldphoto_core.models import resolve_models  # noqa: E402
 from oldphoto_core.pipeline import SCRATCH_MODES, Restorer, reference_mask_quirk  # noqa: E402
 from oldphoto_core.stages import decode_clean, encode_old  # noqa: E402
 from oldphoto_core.stages.restore import quality_working_size  # noqa: E402
-from training.recipes.photos import HELD_OUT, load_photo  # noqa: E402
+from training.recipes.photos import HELD_OUT, fit_max_side, load_photo  # noqa: E402
 
 DEFAULT_OUT = REPO / "benchmarks" / "out" / "quality"
 SSIM_WINDOW = 11
@@ -97,20 +98,6 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 def to_u8(image: torch.Tensor) -> np.ndarray:
     """``[1, 3, H, W]`` 0..1 -> ``uint8 [H, W, 3]`` (rounded, as a PNG would store it)."""
     return (image[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-
-
-def fit_max_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
-    """Downscale (never upscale) so that the long side is at most ``max_side`` (0: keep).
-
-    PIL's Lanczos filter widens with the reduction factor, so it is antialiased: a photo
-    aliased by a naive resize would carry artefacts no restoration should be scored on.
-    """
-    h, w = rgb.shape[:2]
-    if max_side <= 0 or max(h, w) <= max_side:
-        return rgb
-    s = max_side / max(h, w)
-    size = (max(16, round(w * s)), max(16, round(h * s)))
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
 
 
 def psnr_ssim(image: torch.Tensor, clean: torch.Tensor) -> tuple[float, float]:
@@ -221,8 +208,8 @@ def evaluate_pair(clean: np.ndarray, seed: int, restorer: Restorer, *,
     Returns:
         JSON-ready numbers (``damaged_psnr/ssim``, ``restored_psnr/ssim``,
         ``baseline_psnr/ssim``, ``ceiling_psnr/ssim`` (:func:`quality_ceiling`), ``auc``,
-        ``f1``, ``auc_visible``, ``f1_visible``,
-        ``gt_mask_fraction``, ``visible_mask_fraction``,
+        ``f1``, ``auc_visible``, ``f1_visible``, ``auc_cap`` (the AUC of a detector perfect
+        on the damage that still shows), ``gt_mask_fraction``, ``visible_mask_fraction``,
         ``detected_mask_fraction`` (at the threshold), ``used_mask_fraction`` (what the
         restoration and the baseline use: zero when the detection covers everything),
         ``mode``, ``beats_baseline``, ``mask_agrees`` (whether :func:`detect` reproduced the
@@ -256,6 +243,7 @@ def evaluate_pair(clean: np.ndarray, seed: int, restorer: Restorer, *,
                    auc_visible=roc_auc(shown, prob.numpy()), f1_visible=f1(shown, found),
                    detected_mask_fraction=float(found.mean()))
     row.update(
+        auc_cap=roc_auc(truth, shown.astype(np.float32)),  # a perfect detector of what shows
         gt_mask_fraction=float(truth.mean()), visible_mask_fraction=float(shown.mean()),
         used_mask_fraction=float(mask.mean()),
         beats_baseline=row["restored_psnr"] > row["baseline_psnr"],
@@ -296,7 +284,7 @@ def contact_sheet(rows: list[list[tuple[np.ndarray, str]]], pad: int = 6) -> Ima
 # -- command line ----------------------------------------------------------------------------
 METRICS = ("damaged_psnr", "damaged_ssim", "restored_psnr", "restored_ssim", "baseline_psnr",
            "baseline_ssim", "ceiling_psnr", "ceiling_ssim", "auc", "f1", "auc_visible",
-           "f1_visible", "gt_mask_fraction",
+           "f1_visible", "auc_cap", "gt_mask_fraction",
            "visible_mask_fraction", "detected_mask_fraction", "used_mask_fraction")
 HEADER = (f"{'photo':<13}{'seed':>4} {'mode':<8}{'dmg dB':>7}{'SSIM':>6}{'res dB':>7}{'SSIM':>6}"
           f"{'base dB':>8}{'SSIM':>6}{'ceil dB':>8}{'SSIM':>6}{'AUC':>6}{'F1':>6}{'AUCv':>6}"
@@ -363,6 +351,8 @@ def run_benchmark(args: argparse.Namespace, restorer: Restorer) -> None:
     wins = sum(r["beats_baseline"] for r in rows)
     print(table_line(f"{'mean':<17}", {**mean, "mode": ""}))
     print(f"restoration better than baseline (PSNR) on {wins} of {len(rows)} photo x seed")
+    print(f"AUC cap (a detector that marks exactly the damage that still shows): "
+          f"{mean['auc_cap']:.3f}")
     args.out.mkdir(parents=True, exist_ok=True)
     png, js = args.out / "quality_sheet.png", args.out / "quality.json"
     contact_sheet(sheet).save(png)
@@ -425,7 +415,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="restore the real scans in DIR instead (no metrics)")
     ap.add_argument("--detector", type=Path, default=None, metavar="FILE",
                     help="a scratch detector to score (AUC, F1) and to give the baseline its "
-                         "mask when the model set has none (the bundled set ships none)")
+                         "mask when the model set has none")
     ap.add_argument("--threshold", type=float, default=None, metavar="P",
                     help="the detector's threshold (F1, the baseline's mask, the scratch "
                          "path); default: the set's, e.g. what the recipe calibrated, else 0.4")

@@ -79,6 +79,10 @@ def test_evaluate_pair_tiny(tiny_bundled_set, quality):
     assert math.isnan(row["f1"]) or 0 <= row["f1"] <= 1
     assert 0 < row["visible_mask_fraction"] <= row["gt_mask_fraction"]
     assert 0 <= row["auc_visible"] <= 1
+    # the visible mask is part of the drawn one: marking it exactly finds that share of the
+    # positives and no negative, and the hidden positives tie with the negatives
+    share = row["visible_mask_fraction"] / row["gt_mask_fraction"]
+    assert row["auc_cap"] == pytest.approx(0.5 + 0.5 * share, abs=1e-9)
     assert math.isnan(row["f1_visible"]) or 0 <= row["f1_visible"] <= 1
     for key in ("detected_mask_fraction", "used_mask_fraction"):
         assert 0 <= row[key] <= 1
@@ -132,7 +136,7 @@ def test_fit_max_side_antialiased_downscale_only(quality):
 
 @pytest.fixture
 def quality_only_set(tiny_bundled_set, tmp_path) -> Path:
-    """A copy of the tiny set without detector or scratch mapping, as the bundled set ships."""
+    """A copy of the tiny set without detector or scratch mapping (a quality-only set)."""
     import json
     import shutil
 
@@ -147,7 +151,7 @@ def quality_only_set(tiny_bundled_set, tmp_path) -> Path:
 
 
 def test_a_set_without_a_detector_is_benchmarked_with_nlm_alone(quality_only_set, quality):
-    """The bundled set ships no detector: the benchmark still restores and scores the
+    """A set without a detector: the benchmark still restores and scores the
     images, leaves the detector's figures undefined and gives the baseline no mask."""
     from oldphoto_core.models import resolve_models
     from oldphoto_core.pipeline import Restorer

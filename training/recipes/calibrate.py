@@ -17,29 +17,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from oldphoto_core.degrade import degrade
-from oldphoto_core.io.resample import pil_resize
 from oldphoto_core.loading import load_model
 from oldphoto_core.stages.scratch import scratch_probability
 
 from ..data.damage import DETECTABLE
-from ..data.images import load_rgb, shrink_mask
+from ..data.images import shrink_mask
+from .photos import fit_max_side
 
 __all__ = ["THRESHOLDS", "detector_threshold"]
 
 #: the candidate thresholds, 0.10 to 0.95
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(2, 20))
-
-
-def _photo(path: Path, max_side: int) -> torch.Tensor:
-    """``[1, 3, H, W]`` in [0, 1], long side at most ``max_side`` (Lanczos), 8-bit valued."""
-    x = load_rgb(str(path))[None]
-    h, w = x.shape[-2:]
-    if max(h, w) > max_side:
-        s = max_side / max(h, w)
-        x = pil_resize(x, (max(16, round(h * s)), max(16, round(w * s))), "lanczos")
-    return x.clamp(0, 1).mul(255).round().div(255)
 
 
 @torch.inference_mode()
@@ -54,7 +45,9 @@ def detector_threshold(detector: Path, photos: Sequence[Path], seeds: Sequence[i
     counts = np.zeros((len(THRESHOLDS), 3))  # true positives, false positives, false negatives
     cuts = torch.tensor(THRESHOLDS).view(-1, 1)
     for path in photos:
-        clean = _photo(path, max_side)
+        # 8-bit and antialiased at the benchmark's size, as the benchmark brings its photos
+        rgb = fit_max_side(np.asarray(Image.open(path).convert("RGB")), max_side)
+        clean = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
         for seed in seeds:
             out = degrade(clean, seed=seed, config=DETECTABLE)
             damaged = out.image.mul(255).round().div(255)  # a scan of the damaged print

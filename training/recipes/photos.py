@@ -24,7 +24,7 @@ from PIL import Image
 
 from ..errors import TrainingError
 
-__all__ = ["Photo", "PHOTOS", "TRAIN", "HELD_OUT", "collect", "load_photo"]
+__all__ = ["Photo", "PHOTOS", "TRAIN", "HELD_OUT", "collect", "fit_max_side", "load_photo"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,21 @@ def load_photo(photo: Photo) -> np.ndarray:
     else:
         img = Image.open(io.BytesIO(path.read_bytes()))
     return np.asarray(img.convert("RGB"))
+
+
+def fit_max_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    """Downscale (never upscale) so that the long side is at most ``max_side`` (0: keep).
+
+    PIL's Lanczos filter widens with the reduction factor, so it is antialiased: a photo
+    aliased by a naive resize would carry artefacts no detector or restoration should be
+    scored on.
+    """
+    h, w = rgb.shape[:2]
+    if max_side <= 0 or max(h, w) <= max_side:
+        return rgb
+    s = max_side / max(h, w)
+    size = (max(16, round(w * s)), max(16, round(h * s)))
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
 
 
 def collect(photos: tuple[Photo, ...], dest: Path) -> dict[str, str]:
