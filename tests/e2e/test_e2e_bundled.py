@@ -16,7 +16,7 @@ from comfy_e2e import COMFYUI, SKIP_REASON, Client, api, start_comfyui
 from PIL import Image
 
 import oldphoto_core
-from oldphoto_core.models import BUNDLED_LABEL, manifest_files
+from oldphoto_core.models import BUNDLED_LABEL, ROLES, manifest_files
 
 pytestmark = [
     pytest.mark.comfyui,
@@ -43,7 +43,8 @@ def test_loaders_list_the_bundled_set(bare):
     status, info = bare.request("/object_info/OldPhotoVAELoader", timeout=60)
     assert status == 200
     names = info["OldPhotoVAELoader"]["input"]["required"]["model_name"][0]
-    expected = sorted({f"{BUNDLED_LABEL}/{shipped[r].name}" for r in ("vae_a", "vae_b_quality")})
+    expected = sorted({f"{BUNDLED_LABEL}/{shipped[r].name}"
+                       for r in ("vae_a", "vae_b_quality", "vae_b_scratch")})
     assert names == expected
 
 
@@ -73,22 +74,24 @@ def _saved_restoration(client: Client, hist: dict) -> np.ndarray:
     return np.asarray(Image.open(path))
 
 
-def test_the_shipped_quality_graph_restores_like_the_all_in_one_with_the_bundled_set(bare):
-    """The four composable nodes with the bundled files chosen in the loaders: Decode's
-    'auto' tone follows the set (anchor), so the saved restoration is the all-in-one node's,
-    pixel for pixel (the same networks and kernels on the same photo)."""
+@pytest.mark.parametrize("workflow, scratch", [("oldphoto_quality_restoration", "off"),
+                                              ("oldphoto_scratch_restoration", "on")])
+def test_a_shipped_graph_restores_like_the_all_in_one_with_the_bundled_set(bare, workflow,
+                                                                           scratch):
+    """The composable nodes with the bundled files chosen in the loaders: Decode's 'auto'
+    tone follows the set (anchor) and Detect Scratches' threshold 0 is the set's calibrated
+    one, so the saved restoration is the all-in-one node's, pixel for pixel (the same
+    networks and kernels on the same photo)."""
     shipped = _shipped()
-    prompt = api("oldphoto_quality_restoration")
-    names = {"VAE_A": shipped["vae_a"].name, "VAE_B": shipped["vae_b_quality"].name,
-             "mapping": shipped["mapping_quality"].name}
+    by_path = {ROLES[role].published_path: file.name for role, file in shipped.items()}
+    prompt = api(workflow)
     for node in prompt.values():
-        name = node["inputs"].get("model_name", "")
-        for key, file in names.items():
-            if key in name:
-                node["inputs"]["model_name"] = f"{BUNDLED_LABEL}/{file}"
+        name = node["inputs"].get("model_name")
+        if name is not None:
+            node["inputs"]["model_name"] = f"{BUNDLED_LABEL}/{by_path[name]}"
     composed = _saved_restoration(bare, bare.run(prompt))
     whole = api("oldphoto_all_in_one")
     for node in whole.values():
         if node["class_type"] == "OldPhotoRestore":
-            node["inputs"].update(faces="off", scratch="off")
+            node["inputs"].update(faces="off", scratch=scratch)
     assert np.array_equal(composed, _saved_restoration(bare, bare.run(whole)))

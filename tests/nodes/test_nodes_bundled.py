@@ -66,8 +66,8 @@ def test_a_folder_with_checkpoints_is_never_mixed_with_the_bundled_set(use_model
 
 def test_auto_runs_the_quality_path_with_a_set_without_scratch_networks(tiny_bundled_set,
                                                                         images):
-    """The shipped bundled set has no detector: 'auto' restores through the quality path (the
-    core Restorer does the same), 'on' names what is missing."""
+    """A bundled set without a detector: 'auto' restores through the quality path (the core
+    Restorer does the same), 'on' names what is missing."""
     folder = next(iter(tiny_bundled_set.values())).parent
     manifest = json.loads((folder / "manifest.json").read_text())
     for role in ("scratch_detector", "mapping_scratch", "vae_b_scratch"):

@@ -31,19 +31,6 @@ def _toy(recipe: Recipe, **over) -> Recipe:
     return dataclasses.replace(recipe, steps=tuple(steps), calibrate_max_side=64)
 
 
-def _shipping_scratch(recipe: Recipe) -> Recipe:
-    """``recipe`` with its detector and scratch mapping in the set (the default recipe trains
-    them but does not ship them), the scratch mapping beside the clean-photo VAE it was
-    trained with, and ``scratch="auto"`` kept on the quality path: the runner's calibration
-    and auto policy at work."""
-    bundles = {"vae_clean": {"VAE_B_scratch.safetensors": ("vae_b_scratch",)},
-               "detector": {"scratch_detector.safetensors": ("scratch_detector",)},
-               "mapping_scratch": {"mapping_scratch.safetensors": ("mapping_scratch",)}}
-    steps = tuple(dataclasses.replace(s, bundled=bundles.get(s.name, s.bundled))
-                  for s in recipe.steps)
-    return dataclasses.replace(recipe, steps=steps, auto_scratch=False)
-
-
 def _weights(out: Path) -> dict[str, dict]:
     """File -> its tensors as bytes (the header's key order is not stable across runs)."""
     from safetensors.torch import load_file
@@ -60,7 +47,7 @@ def test_photos_are_licensed_and_held_out_ones_never_train():
 
 
 def test_recipe_trains_assembles_and_resumes_exactly(tmp_path):
-    toy = _shipping_scratch(_toy(RECIPES["default"]))
+    toy = _toy(RECIPES["default"])
     full = tmp_path / "full"
     models = run_recipe(toy, full, workers=0, log=lambda _: None)
     assert models == full / "models"
@@ -74,8 +61,11 @@ def test_recipe_trains_assembles_and_resumes_exactly(tmp_path):
     # steps it was fine-tuned from or trained against, shipped or not
     vae_b = next(line for line in card.splitlines() if line.startswith("| `VAE_B.safetensors`"))
     assert vae_b.endswith("| 3 + 3 |")
-    for step in ("vae_clean", "vae_old", "mapping_quality", "vae_clean_ft",
-                 "mapping_quality_ft"):
+    scratch_mapping = next(line for line in card.splitlines()
+                           if line.startswith("| `mapping_scratch.safetensors`"))
+    assert scratch_mapping.endswith("| 3 + 3 |")
+    for step in ("vae_clean", "vae_old", "detector", "mapping_scratch", "mapping_quality",
+                 "vae_clean_ft", "mapping_quality_ft", "mapping_scratch_ft"):
         assert f"| `{step}` | `" in card, step
     # the detector's threshold: the best F1 on the training photos, said in the card
     from training.recipes.calibrate import THRESHOLDS
@@ -85,6 +75,8 @@ def test_recipe_trains_assembles_and_resumes_exactly(tmp_path):
     store = ModelStore(models)
     assert set(store.files) == {"vae_a", "vae_b_quality", "vae_b_scratch", "mapping_quality",
                                 "scratch_detector", "mapping_scratch"}
+    # one clean-photo VAE decodes both paths: the scratch mapping was fine-tuned into its space
+    assert manifest["roles"]["vae_b_scratch"] == manifest["roles"]["vae_b_quality"]
     assert Restorer(store).scratch_threshold == manifest["scratch_threshold"]
     assert manifest["auto_scratch"] is False and "takes the quality path" in card
     assert Restorer(store).restore(torch.full((1, 3, 32, 32), 0.5)).mode == "quality"
@@ -98,7 +90,7 @@ def test_recipe_trains_assembles_and_resumes_exactly(tmp_path):
     # the steps after them would only repeat it)
     parts = tmp_path / "parts"
     first = dataclasses.replace(toy, steps=toy.steps[:3])
-    stop = _shipping_scratch(_toy(RECIPES["default"], vae_old={"stop_after": 2}))
+    stop = _toy(RECIPES["default"], vae_old={"stop_after": 2})
     stop = dataclasses.replace(stop, steps=stop.steps[:3])
     assert run_recipe(stop, parts, workers=0, log=lambda _: None) is None
     assert not (parts / "runs" / "detector").exists()  # later steps waited
@@ -107,8 +99,7 @@ def test_recipe_trains_assembles_and_resumes_exactly(tmp_path):
     assert any("[vae_clean] done" in line for line in logs)
     assert any("continuing at step 2" in line for line in logs)
     resumed = _weights(parts)
-    assert set(resumed) == {"VAE_A.safetensors", "VAE_B_scratch.safetensors",
-                            "scratch_detector.safetensors"}
+    assert set(resumed) == {"VAE_A.safetensors", "scratch_detector.safetensors"}
     assert resumed == {name: w for name, w in _weights(full).items() if name in resumed}
 
 
