@@ -105,6 +105,9 @@ class Restorer:
                  max_megapixels: float | None = None, check_memory: bool = True) -> None:
         self.store = models if isinstance(models, ModelStore) else resolve_models(
             models, device=device)
+        if scratch_threshold is not None and not 0 < scratch_threshold < 1:
+            raise InputError(f"scratch_threshold must be between 0 and 1, got "
+                             f"{scratch_threshold!r}")
         self._threshold = scratch_threshold
         self.auto_min_coverage = auto_min_coverage
         if tone not in ("auto", *TONES):

@@ -14,7 +14,7 @@ import torch
 
 from oldphoto_core.arch import OldPhotoVAE
 from oldphoto_core.cli.commands import main
-from oldphoto_core.errors import CheckpointError
+from oldphoto_core.errors import CheckpointError, InputError
 from oldphoto_core.io.images import write_image
 from oldphoto_core.models import (
     BUNDLED_LABEL,
@@ -126,6 +126,9 @@ def test_a_sets_detector_threshold_and_auto_policy_come_from_its_manifest(tmp_pa
     store = ModelStore(tmp_path / "set")
     assert Restorer(store).scratch_threshold == 0.8
     assert Restorer(store, scratch_threshold=0.5).scratch_threshold == 0.5
+    for bad in (0, 1, 1.5):  # nothing or everything marked: a typo, not a choice
+        with pytest.raises(InputError, match="scratch_threshold"):
+            Restorer(store, scratch_threshold=bad)
     assert auto_mode(store) == "quality"
     result = Restorer(store).restore(torch.rand(1, 3, 32, 32))   # scratch="auto"
     assert result.mode == "quality"

@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for the restored PNGs (created if needed)")
     p.add_argument("--scratch", choices=("auto", "on", "off"), default="auto",
                    help="repair scratches: detect and decide (auto), always (on), never (off)")
+    p.add_argument("--scratch-threshold", type=_probability, default=None, metavar="P",
+                   help="scratch detector threshold, 0 < P < 1: higher marks fewer pixels "
+                        "(default: the model set's calibrated threshold, else the "
+                        "reference's 0.4)")
     p.add_argument("--hr", action="store_true",
                    help="high-resolution mode: patch-attention mapping, 512 px faces")
     p.add_argument("--faces", choices=("auto", "insightface", "dlib", "off"), default=None,
@@ -157,6 +161,16 @@ def _positive_float(text: str) -> float:
         value = float("nan")
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
     return value
 
 

@@ -221,7 +221,8 @@ def build_restorer(args: argparse.Namespace, store=None) -> Restorer:
     models_dir = Path(args.models) if args.models else default_models_dir()
     insightface_root = args.insightface_root or str(models_dir / "insightface")
     restorer = Restorer(store, insightface_root=insightface_root, precision=args.precision,
-                        max_megapixels=args.max_megapixels)
+                        max_megapixels=args.max_megapixels,
+                        scratch_threshold=args.scratch_threshold)
     restorer.check_models(args.scratch, args.hr, args.faces != "off",
                           args.face_size or (512 if args.hr else 256))
     if args.faces != "off":

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from oldphoto_core.cli.commands import main
@@ -69,3 +70,20 @@ def test_unknown_input_is_reported(tmp_path: Path, tiny_models_dir: Path, capsys
                  "--models", str(tiny_models_dir), "--faces", "off"])
     assert code == 1
     assert "matches no file" in capsys.readouterr().err
+
+
+def test_scratch_threshold_reaches_the_restorer(tiny_models_dir: Path, capsys) -> None:
+    """``--scratch-threshold`` is the Restorer's threshold; without it the set's (the
+    reference's 0.4 for a folder without a manifest); outside (0, 1) the parser refuses it."""
+    from oldphoto_core.cli.commands import build_parser
+    from oldphoto_core.cli.restore import build_restorer
+
+    base = ["restore", "a.png", "-o", "out", "--models", str(tiny_models_dir), "--faces", "off"]
+    args = build_parser().parse_args([*base, "--scratch-threshold", "0.9"])
+    assert build_restorer(args).scratch_threshold == 0.9
+    assert build_restorer(build_parser().parse_args(base)).scratch_threshold == 0.4
+    for bad in ("0", "1", "1.5", "x"):
+        with pytest.raises(SystemExit) as stop:
+            build_parser().parse_args([*base, "--scratch-threshold", bad])
+        assert stop.value.code == 2
+        assert "between 0 and 1" in capsys.readouterr().err
