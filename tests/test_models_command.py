@@ -6,6 +6,7 @@ published layout (tiny networks saved as the reference saves them), a model set 
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -117,6 +118,16 @@ def test_list_and_verify_a_model_set_with_a_manifest(tiny_bundled_set, tmp_path,
     assert "note: roles as listed in its manifest.json" in out
     assert re.search(r"vae_b_scratch +VAE_B.safetensors", out)
     assert re.search(r"scratch +yes", out) and re.search(r"hr +no", out)
+    assert re.search(r"auto +yes\n", out)
+    # a set whose manifest keeps --scratch auto on the quality path says so
+    manifest = folder / "manifest.json"
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**data, "auto_scratch": False}))
+    assert main(["models", "list", "--models", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"auto +yes, the quality path \(the set's card measured", out)
+    assert re.search(r"scratch +yes\n", out)
+    manifest.write_text(json.dumps(data))
     assert main(["models", "verify", "--models", str(folder)]) == 0
     out = capsys.readouterr().out
     assert re.search(r"OK +vae_b_quality, vae_b_scratch: .*VAE_B.safetensors", out)

@@ -23,11 +23,13 @@ from ..models import (
     BUNDLED_MANIFEST,
     CHECKPOINT_SUFFIXES,
     ROLES,
+    auto_mode,
     bundled_dir,
     bundled_files,
     candidate_dirs,
     default_models_dir,
     manifest_files,
+    quality_reason,
     required_roles,
     resolve_models,
     scan_models_dir,
@@ -146,8 +148,11 @@ def run_list(args: argparse.Namespace) -> int:
     width = max(len(m) for m, _ in _MODES)
     for mode, roles in _MODES:
         missing = store.missing(roles)
-        print(f"  {mode:<{width}}  " + ("yes" if not missing else
-                                       f"no (missing {', '.join(missing)})"))
+        if mode == "auto" and auto_mode(store) == "quality":  # what --scratch auto runs
+            said = f"yes, the quality path ({quality_reason(store)})"
+        else:
+            said = "yes" if not missing else f"no (missing {', '.join(missing)})"
+        print(f"  {mode:<{width}}  {said}")
     for note in store.notes:
         if note.startswith("this installation"):
             print(f"  note: {note}; `oldphoto models download` fetches the published weights")
