@@ -166,8 +166,10 @@ def fill_from_surroundings(values: torch.Tensor, weight: torch.Tensor) -> torch.
     filled = levels[-1][0]
     for v, w in reversed(levels[:-1]):
         up = F.interpolate(filled, size=v.shape[-2:], mode="bilinear", align_corners=False)
-        filled = w * v + (1 - w) * up
+        filled = up.lerp_(v, w)  # w * v + (1 - w) * up, in up's memory
     trusts_some = (weight.flatten(1).amax(1) > 0).view(-1, 1, 1, 1)
+    if bool(trusts_some.all()):
+        return filled
     return torch.where(trusts_some, filled, values)
 
 
